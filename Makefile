@@ -1,0 +1,63 @@
+# reviewlake: `make demo` sets everything up and runs the pipeline on a generated sample;
+# `make test` sets everything up and runs the tests. Nothing else is needed on a fresh machine
+# with Python 3.11 and Java 17.
+
+PYTHON      ?= python3.11
+VENV        ?= .venv
+BIN         := $(VENV)/bin
+PIP         := $(BIN)/pip --disable-pip-version-check
+CONSTRAINTS := conf/constraints.txt
+TF_VERSION  := 2.15.1
+HVD_VERSION := 0.28.1
+# Horovod is compiled against the installed TensorFlow (~4 minutes on 2 cores); the wheel is
+# cached per TensorFlow version so later set-ups (and clean clones) skip the build.
+WHEELS      ?= $(HOME)/.cache/reviewlake/wheels/tf$(TF_VERSION)
+HVD_ENV     := PATH="$(CURDIR)/$(BIN):$$PATH" HOROVOD_WITH_TENSORFLOW=1 HOROVOD_WITH_GLOO=1 HOROVOD_WITHOUT_MPI=1 \
+	       HOROVOD_WITHOUT_PYTORCH=1 HOROVOD_WITHOUT_MXNET=1 MAKEFLAGS=-j$(shell nproc 2>/dev/null || echo 2)
+DEMO_FLAGS  ?=
+PYTEST_ARGS ?=
+
+.PHONY: setup demo demo-run test bench check-env jars clean
+
+setup: $(VENV)/.installed
+
+check-env:
+	@command -v $(PYTHON) >/dev/null 2>&1 || { echo "reviewlake: $(PYTHON) not found; install Python 3.11 (e.g. apt-get install python3.11 python3.11-venv, or pyenv install 3.11) or run make PYTHON=/path/to/python3.11" >&2; exit 1; }
+	@$(PYTHON) -c 'import sys; sys.exit(0 if sys.version_info[:2] == (3, 11) else 1)' || { echo "reviewlake: Python 3.11 is required, $(PYTHON) is $$($(PYTHON) -V 2>&1); run make PYTHON=/path/to/python3.11" >&2; exit 1; }
+	@command -v java >/dev/null 2>&1 || [ -x "$$JAVA_HOME/bin/java" ] || { echo "reviewlake: Java 17 not found; install it (Debian/Ubuntu: apt-get install openjdk-17-jre-headless; macOS: brew install openjdk@17) and put java on PATH or set JAVA_HOME" >&2; exit 1; }
+	@v=$$( ( [ -x "$$JAVA_HOME/bin/java" ] && "$$JAVA_HOME/bin/java" -version || java -version ) 2>&1 | sed -n 's/.*version "\([0-9]*\).*/\1/p' | head -1); \
+	  if [ "$$v" != 17 ]; then echo "reviewlake: Java 17 is required by Spark 3.5 here, found Java $$v; install openjdk-17 and set JAVA_HOME" >&2; exit 1; fi
+
+$(VENV)/.installed: setup.py $(CONSTRAINTS) | check-env
+	$(PYTHON) -m venv $(VENV)
+	$(PIP) install -q --upgrade "pip>=23" "setuptools>=68" wheel
+	$(PIP) install -q -c $(CONSTRAINTS) "tensorflow-cpu==$(TF_VERSION)"
+	@mkdir -p $(WHEELS)
+	@if ! ls $(WHEELS)/horovod-$(HVD_VERSION)-*.whl >/dev/null 2>&1; then \
+	  echo "building Horovod $(HVD_VERSION) with Gloo against TensorFlow $(TF_VERSION) (a few minutes, once)"; \
+	  $(PIP) install -q -c $(CONSTRAINTS) "cmake>=3.13,<4" packaging psutil cloudpickle pyyaml cffi && \
+	  $(HVD_ENV) $(PIP) wheel -q --no-build-isolation --no-deps "horovod==$(HVD_VERSION)" -w $(WHEELS) || exit 1; \
+	fi
+	$(PIP) install -q -c $(CONSTRAINTS) $(WHEELS)/horovod-$(HVD_VERSION)-*.whl
+	$(PIP) install -q -c $(CONSTRAINTS) -e ".[all]"
+	$(PIP) check
+	@touch $@
+
+demo: setup demo-run
+
+# The demo's commands; tests run this target with smaller DEMO_FLAGS.
+demo-run:
+	$(BIN)/reviewlake generate $(DEMO_FLAGS)
+	$(BIN)/reviewlake ingest $(DEMO_FLAGS)
+
+test: setup
+	$(BIN)/python -m pytest $(PYTEST_ARGS)
+
+bench: setup
+	$(BIN)/python benchmarks/run_all.py
+
+jars:
+	jars/fetch.sh
+
+clean:
+	rm -rf $(VENV) build dist lib/*.egg-info .pytest_cache data spark-warehouse

@@ -1,0 +1,69 @@
+"""Shared pieces of the benchmarks: timing, machine facts, printed tables, saved results.
+
+Every benchmark times both sides in the same process and session, alternating them, and
+reports the median of at least three repeats after one warm-up of each side (JIT, caches).
+Results are printed as a table and saved as JSON under benchmarks/_work/results/ for the
+RESULTS.md summary.
+"""
+from __future__ import annotations
+
+import datetime as dt
+import json
+import os
+import platform
+import statistics
+import sys
+import time
+from pathlib import Path
+from typing import Callable
+
+ROOT = Path(__file__).resolve().parent.parent
+WORK = Path(os.environ.get("REVIEWLAKE_BENCH_DIR", ROOT / "benchmarks" / "_work"))
+sys.path.insert(0, str(ROOT / "lib"))
+
+
+def machine() -> dict:
+    mem = None
+    try:
+        with open("/proc/meminfo") as fh:
+            mem = round(int(fh.readline().split()[1]) / 1024 / 1024, 1)
+    except OSError:
+        pass
+    return {"cores": os.cpu_count(), "memory_gb": mem, "python": platform.python_version(),
+            "platform": platform.platform(), "date": dt.date.today().isoformat()}
+
+
+def median_times(sides: dict[str, Callable[[], object]], repeats: int = 3,
+                 warmup: bool = True) -> dict[str, list[float]]:
+    """Run each side `repeats` times, alternating, after one untimed warm-up of each."""
+    if warmup:
+        for fn in sides.values():
+            fn()
+    times: dict[str, list[float]] = {name: [] for name in sides}
+    for _ in range(repeats):
+        for name, fn in sides.items():
+            start = time.perf_counter()
+            fn()
+            times[name].append(time.perf_counter() - start)
+    return times
+
+
+def med(values: list[float]) -> float:
+    return statistics.median(values)
+
+
+def table(title: str, header: list[str], rows: list[list[object]]) -> str:
+    cells = [header] + [[str(c) for c in row] for row in rows]
+    widths = [max(len(r[i]) for r in cells) for i in range(len(header))]
+    line = "| " + " | ".join(h.ljust(w) for h, w in zip(header, widths)) + " |"
+    sep = "|" + "|".join("-" * (w + 2) for w in widths) + "|"
+    body = ["| " + " | ".join(c.ljust(w) for c, w in zip(r, widths)) + " |" for r in cells[1:]]
+    return "\n".join([f"### {title}", "", line, sep, *body])
+
+
+def save(name: str, result: dict) -> Path:
+    out = WORK / "results" / f"{name}.json"
+    out.parent.mkdir(parents=True, exist_ok=True)
+    result = dict(result, machine=machine())
+    out.write_text(json.dumps(result, indent=2, default=str) + "\n")
+    return out

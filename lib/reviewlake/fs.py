@@ -1,0 +1,186 @@
+"""Filesystem operations through Hadoop's FileSystem API (local, hdfs://, s3a://, s3:// on EMR).
+
+The stages commit their outputs with these (stage, rename, delete) and read and write their
+small JSON side files (reports, manifests, markers) with them, so one code path serves the
+laptop and the cluster. Only small files are ever read into the driver.
+"""
+from __future__ import annotations
+
+import json
+import os
+import re
+from dataclasses import dataclass
+from typing import Any, Iterator
+
+from .errors import UserError
+
+_SCHEME = re.compile(r"^[a-zA-Z][a-zA-Z0-9+.-]*://")
+GLOB_CHARS = set("*?[{")
+
+
+def is_remote(path: str) -> bool:
+    return bool(_SCHEME.match(path)) and not path.startswith("file://")
+
+
+def qualify(path: str) -> str:
+    """Local paths become absolute (spark-submit and executors may have another cwd)."""
+    if is_remote(path) or path.startswith("file:"):
+        return path
+    return os.path.abspath(os.path.expanduser(path))
+
+
+def join(base: str, *parts: str) -> str:
+    out = base.rstrip("/")
+    for part in parts:
+        out = f"{out}/{part.strip('/')}"
+    return out
+
+
+def canonical_uri(uri: str) -> str:
+    """One spelling per file: ``file:/x`` and ``file:///x`` name the same local file."""
+    if uri.startswith("file:"):
+        return "file:///" + uri[len("file:"):].lstrip("/")
+    return uri
+
+
+def has_glob(path: str) -> bool:
+    return any(c in GLOB_CHARS for c in path)
+
+
+@dataclass(frozen=True)
+class FileInfo:
+    path: str   # Hadoop path string: what to pass back to Spark readers
+    size: int
+    mtime: int
+    uri: str    # URL-encoded URI: what Spark's input_file_name() reports for this file
+
+
+class HadoopFS:
+    """Thin wrapper over org.apache.hadoop.fs.FileSystem for one Spark session."""
+
+    def __init__(self, spark):
+        self._spark = spark
+        self._jvm = spark.sparkContext._jvm
+        self._conf = spark.sparkContext._jsc.hadoopConfiguration()
+
+    def _path(self, path: str):
+        return self._jvm.org.apache.hadoop.fs.Path(path)
+
+    def _fs(self, path: str):
+        return self._path(path).getFileSystem(self._conf)
+
+    def exists(self, path: str) -> bool:
+        return bool(self._fs(path).exists(self._path(path)))
+
+    def is_dir(self, path: str) -> bool:
+        fs = self._fs(path)
+        p = self._path(path)
+        return bool(fs.exists(p) and fs.getFileStatus(p).isDirectory())
+
+    def mkdirs(self, path: str) -> None:
+        self._fs(path).mkdirs(self._path(path))
+
+    def delete(self, path: str, recursive: bool = True) -> bool:
+        fs = self._fs(path)
+        p = self._path(path)
+        return bool(fs.exists(p) and fs.delete(p, recursive))
+
+    def rename(self, src: str, dst: str) -> None:
+        fs = self._fs(src)
+        dst_p = self._path(dst)
+        parent = dst_p.getParent()
+        if parent is not None and not fs.exists(parent):
+            fs.mkdirs(parent)
+        if not fs.rename(self._path(src), dst_p):
+            raise OSError(f"rename failed: {src} -> {dst}")
+
+    def list_dir(self, path: str) -> list[FileInfo]:
+        fs = self._fs(path)
+        p = self._path(path)
+        if not fs.exists(p):
+            return []
+        return [self._info(s) for s in fs.listStatus(p)]
+
+    def list_subdirs(self, path: str) -> list[str]:
+        fs = self._fs(path)
+        p = self._path(path)
+        if not fs.exists(p):
+            return []
+        return [s.getPath().toString() for s in fs.listStatus(p) if s.isDirectory()]
+
+    @staticmethod
+    def _info(status) -> FileInfo:
+        p = status.getPath()
+        return FileInfo(p.toString(), int(status.getLen()), int(status.getModificationTime()),
+                        canonical_uri(p.toUri().toString()))
+
+    def files_under(self, path: str) -> Iterator[FileInfo]:
+        """Data files under a file, directory (recursive) or glob, skipping _hidden and .hidden
+        names as Spark does."""
+        fs = self._fs(path)
+        p = self._path(path)
+        statuses = fs.globStatus(p) if has_glob(path) else (
+            [fs.getFileStatus(p)] if fs.exists(p) else [])
+        for status in statuses or []:
+            yield from self._walk(fs, status)
+
+    def _walk(self, fs, status) -> Iterator[FileInfo]:
+        name = status.getPath().getName()
+        if name.startswith(("_", ".")):
+            return
+        if status.isDirectory():
+            for child in sorted(fs.listStatus(status.getPath()), key=lambda s: s.getPath().toString()):
+                yield from self._walk(fs, child)
+        else:
+            yield self._info(status)
+
+    def read_text(self, path: str) -> str:
+        fs = self._fs(path)
+        stream = fs.open(self._path(path))
+        try:
+            scanner = self._jvm.java.util.Scanner(stream, "UTF-8").useDelimiter("\\A")
+            return scanner.next() if scanner.hasNext() else ""
+        finally:
+            stream.close()
+
+    def write_text(self, path: str, text: str) -> None:
+        """Write a small file; local files go through a temporary name and a rename (and
+        without Hadoop's .crc side files)."""
+        fs = self._fs(path)
+        if fs.getUri().getScheme() == "file":
+            fs = self._jvm.org.apache.hadoop.fs.FileSystem.getLocal(self._conf).getRawFileSystem()
+        tmp = self._path(path + ".tmp") if not is_remote(path) else self._path(path)
+        out = fs.create(tmp, True)
+        try:
+            out.write(bytearray(text.encode("utf-8")))
+        finally:
+            out.close()
+        if not is_remote(path):
+            target = self._path(path)
+            if fs.exists(target):
+                fs.delete(target, False)
+            fs.rename(tmp, target)
+
+    def read_json(self, path: str, default: Any = None) -> Any:
+        if not self.exists(path):
+            return default
+        try:
+            return json.loads(self.read_text(path))
+        except json.JSONDecodeError as exc:
+            raise UserError(f"{path} is not valid JSON ({exc.msg}); remove or repair it") from None
+
+    def write_json(self, path: str, data: Any) -> None:
+        self.write_text(path, json.dumps(data, indent=2, sort_keys=True, default=str) + "\n")
+
+    def check_writable(self, path: str) -> None:
+        """Fail early, with one line, when an output location cannot be written."""
+        probe = join(path, f"_reviewlake_write_probe_{os.getpid()}")
+        try:
+            self.mkdirs(path)
+            self.write_text(probe, "ok")
+            self.delete(probe, False)
+        except Exception as exc:  # py4j wraps the Java IOException
+            reason = str(exc).strip().splitlines()[0] if str(exc).strip() else type(exc).__name__
+            if "java.io" in reason or "org.apache" in reason:
+                reason = reason.split(":", 1)[-1].strip() or reason
+            raise UserError(f"output {path} is not writable ({reason[:200]})") from None

@@ -1,0 +1,1 @@
+"""Launchers: spark-submit arguments, the code bundle, EMR steps and SageMaker jobs."""

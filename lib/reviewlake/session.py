@@ -1,0 +1,190 @@
+"""The one SparkSession builder: master, jars, Arrow, shuffle sizing, S3.
+
+Two ways a job gets here:
+
+* ``reviewlake <stage>`` (console script): this process starts the JVM, so the builder sets
+  the master, driver memory and the jars found in ``jars/``.
+* ``spark-submit jobs/<stage>.py`` (``./spark-submit.sh``, EMR steps, SageMaker processing):
+  spark-submit already started the JVM with the cluster's master and jars; the builder must not
+  override them and only sets runtime options.
+"""
+from __future__ import annotations
+
+import glob
+import logging
+import os
+import sys
+from pathlib import Path
+from typing import Any, Mapping
+
+from .config import Config
+
+log = logging.getLogger(__name__)
+
+REPO_ROOT = Path(__file__).resolve().parent.parent.parent
+
+
+def under_spark_submit() -> bool:
+    """True when spark-submit launched this Python process (it owns the JVM and its conf)."""
+    return "PYSPARK_GATEWAY_PORT" in os.environ
+
+
+def log4j_config() -> str | None:
+    """conf/log4j2.properties of a checkout (or the package copy), if there is one."""
+    for candidate in (REPO_ROOT / "conf" / "log4j2.properties",
+                      Path(__file__).resolve().parent / "conf" / "log4j2.properties"):
+        if candidate.is_file():
+            return str(candidate)
+    return None
+
+
+def jars_dir() -> Path:
+    return Path(os.environ.get("REVIEWLAKE_JARS_DIR", REPO_ROOT / "jars"))
+
+
+def local_jars() -> list[str]:
+    return sorted(glob.glob(str(jars_dir() / "*.jar")))
+
+
+def default_shuffle_partitions(master: str | None) -> int:
+    """Local runs: a few tasks per core, not Spark's 200 (tiny tasks dominate small data)."""
+    cores = os.cpu_count() or 2
+    if master and master.startswith("local"):
+        inside = master[master.find("[") + 1: master.find("]")] if "[" in master else "1"
+        if inside.isdigit():
+            cores = int(inside)
+    return max(4, 2 * cores)
+
+
+def s3a_options(s3: Mapping[str, Any]) -> dict[str, str]:
+    """Hadoop options for s3a:// (and s3:// mapped to s3a where there is no EMRFS)."""
+    if not s3:
+        return {}
+    out: dict[str, str] = {}
+    if s3.get("endpoint"):
+        out["spark.hadoop.fs.s3a.endpoint"] = str(s3["endpoint"])
+        if str(s3["endpoint"]).startswith("http://"):
+            out["spark.hadoop.fs.s3a.connection.ssl.enabled"] = "false"
+    if s3.get("path_style_access") is not None:
+        out["spark.hadoop.fs.s3a.path.style.access"] = str(bool(s3["path_style_access"])).lower()
+    if s3.get("region"):
+        out["spark.hadoop.fs.s3a.endpoint.region"] = str(s3["region"])
+    if s3.get("credentials_provider"):
+        out["spark.hadoop.fs.s3a.aws.credentials.provider"] = str(s3["credentials_provider"])
+    if s3.get("map_s3_scheme"):
+        # Plain s3:// paths on machines without EMRFS (laptops, SageMaker, tests).
+        out["spark.hadoop.fs.s3.impl"] = "org.apache.hadoop.fs.s3a.S3AFileSystem"
+    # Credentials come from the environment or the instance role, never from a file we write.
+    return out
+
+
+def spark_options(cfg: Config, app_name: str) -> dict[str, str]:
+    """Every Spark option the profile asks for, as strings (tests inspect this)."""
+    spark_cfg = cfg.section("spark")
+    master = spark_cfg.get("master") or "local[*]"
+    shuffle = spark_cfg.get("shuffle_partitions", "auto")
+    if shuffle in (None, "auto"):
+        shuffle = default_shuffle_partitions(master)
+    opts: dict[str, str] = {
+        "spark.app.name": f"{spark_cfg.get('app_name', 'reviewlake')}-{app_name}",
+        "spark.sql.execution.arrow.pyspark.enabled": "true",
+        "spark.sql.execution.arrow.maxRecordsPerBatch": str(
+            spark_cfg.get("arrow_batch_size", 10000)),
+        "spark.sql.shuffle.partitions": str(shuffle),
+        "spark.sql.parquet.compression.codec": "snappy",
+        "spark.sql.session.timeZone": "UTC",
+        # Unparseable dates are invalid (null), not an error about Spark 2's parser.
+        "spark.sql.legacy.timeParserPolicy": "CORRECTED",
+        "spark.ui.showConsoleProgress": "false",
+        "spark.sql.debug.maxToStringFields": "200",
+    }
+    opts.update(s3a_options(spark_cfg.get("s3") or {}))
+    for key, value in (spark_cfg.get("conf") or {}).items():
+        opts[str(key)] = str(value)
+    return opts
+
+
+def get_spark(cfg: Config | None = None, app_name: str = "job"):
+    """The session for a job, built once per process."""
+    from pyspark.sql import SparkSession
+
+    cfg = cfg or Config.load()
+    opts = spark_options(cfg, app_name)
+    active = SparkSession.getActiveSession()
+    if active is not None:
+        _apply_runtime(active, opts)
+        return active
+
+    builder = SparkSession.builder
+    if not under_spark_submit():
+        check_java()
+        spark_cfg = cfg.section("spark")
+        master = spark_cfg.get("master") or "local[*]"
+        builder = builder.master(master)
+        if master.startswith("local"):
+            # Python workers must run this interpreter (the venv's), not python3 from PATH.
+            os.environ.setdefault("PYSPARK_PYTHON", sys.executable)
+            os.environ.setdefault("PYSPARK_DRIVER_PYTHON", sys.executable)
+            # A laptop run talks to itself: bind to loopback (and say nothing about it).
+            os.environ.setdefault("SPARK_LOCAL_IP", "127.0.0.1")
+        log4j = log4j_config()
+        if log4j:
+            builder = builder.config("spark.driver.extraJavaOptions",
+                                     f"-Dlog4j2.configurationFile={log4j}")
+        if spark_cfg.get("driver_memory"):
+            builder = builder.config("spark.driver.memory", str(spark_cfg["driver_memory"]))
+        jars = local_jars()
+        if jars:
+            builder = builder.config("spark.jars", ",".join(jars))
+        packages = spark_cfg.get("packages") or []
+        if packages:
+            builder = builder.config("spark.jars.packages", ",".join(packages))
+    for key, value in opts.items():
+        if under_spark_submit() and key == "spark.app.name":
+            continue
+        builder = builder.config(key, value)
+    spark = builder.getOrCreate()
+    spark.sparkContext.setLogLevel(str(cfg.get("spark.log_level", "WARN")))
+    return spark
+
+
+def check_java() -> None:
+    """pyspark needs a JVM; without one it fails with an obscure gateway error."""
+    import shutil
+
+    home = os.environ.get("JAVA_HOME")
+    if home and os.path.exists(os.path.join(home, "bin", "java")):
+        return
+    if shutil.which("java") is None:
+        from .errors import UserError
+
+        raise UserError("Java 17 not found: install it (Debian/Ubuntu: apt-get install "
+                        "openjdk-17-jre-headless; macOS: brew install openjdk@17) or set JAVA_HOME")
+
+
+_STATIC_PREFIXES = ("spark.hadoop.", "spark.app.name", "spark.driver.", "spark.executor.",
+                    "spark.jars", "spark.ui.")
+
+
+def _apply_runtime(spark, opts: Mapping[str, str]) -> None:
+    """Set what can change on a running session; Hadoop options go to its configuration."""
+    hconf = spark.sparkContext._jsc.hadoopConfiguration()
+    for key, value in opts.items():
+        if key.startswith("spark.hadoop."):
+            hconf.set(key[len("spark.hadoop."):], value)
+        elif not key.startswith(_STATIC_PREFIXES):
+            try:
+                spark.conf.set(key, value)
+            except Exception:  # static SQL conf on a running session: keep what is there
+                log.debug("cannot change %s on a running session", key)
+
+
+def has_class(spark, class_name: str) -> bool:
+    """Whether a JVM class (e.g. Deequ's) is on the driver's classpath, without touching it."""
+    jvm = spark.sparkContext._jvm
+    try:
+        loader = jvm.java.lang.Thread.currentThread().getContextClassLoader()
+        jvm.java.lang.Class.forName(class_name, False, loader)
+        return True
+    except Exception:
+        return False

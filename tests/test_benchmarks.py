@@ -1,0 +1,22 @@
+"""The benchmark scripts run and print their tables (tiny sizes; figures come from make bench)."""
+import json
+import os
+import subprocess
+import sys
+
+import pytest
+
+from conftest import ROOT
+
+
+@pytest.mark.slow
+def test_ingest_benchmark_prints_its_ratio(tmp_path):
+    env = dict(os.environ, REVIEWLAKE_BENCH_DIR=str(tmp_path))
+    proc = subprocess.run([sys.executable, "benchmarks/ingest.py", "--rows", "20000",
+                           "--repeats", "1"], cwd=ROOT, env=env, capture_output=True,
+                          text=True, timeout=900)
+    assert proc.returncode == 0, proc.stderr[-3000:]
+    assert "| side" in proc.stdout and "goal: ingest >= 0.9x" in proc.stdout
+    result = json.loads((tmp_path / "results" / "ingest.json").read_text())
+    assert result["rows"] == 20000 and result["ratio"] > 0
+    assert result["machine"]["cores"] >= 1
