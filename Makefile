@@ -51,7 +51,7 @@ demo-run:
 	$(BIN)/reviewlake ingest $(DEMO_FLAGS)
 
 test: setup
-	$(BIN)/python -m pytest $(PYTEST_ARGS)
+	$(BIN)/python -m pytest tests $(PYTEST_ARGS)
 
 bench: setup
 	$(BIN)/python benchmarks/run_all.py

@@ -198,3 +198,22 @@ def test_user_errors(spark, tmp_path):
     with pytest.raises(UserError, match="--mode"):
         run_ingest(spark, [str(tmp_path / "raw")], str(tmp_path / "lake"),
                    IngestOptions(mode="upsert"))
+
+
+def test_ingest_from_and_to_s3a(spark, s3a, tmp_path):
+    """s3a:// in and out, against a local S3 API (moto server)."""
+    raw = tmp_path / "raw"
+    gen = generate(rows=1200, output=raw, seed=3, defects=True, files=2, gzip=True)
+    s3 = s3a["client"]
+    s3.create_bucket(Bucket="lake-test")
+    for name in gen.files:
+        s3.upload_file(str(raw / name), "lake-test", f"raw/{name}")
+    report = run_ingest(spark, ["s3a://lake-test/raw/"], "s3a://lake-test/lake")
+    assert report["rows_read"] == 1200 == report["rows_written"] + report["rows_quarantined"]
+    assert report["rows_quarantined"] == len(gen.malformed)
+    assert spark.read.parquet("s3a://lake-test/lake/reviews").count() == report["rows_written"]
+    keys = {o["Key"] for o in s3.list_objects_v2(Bucket="lake-test", Prefix="lake/")["Contents"]}
+    assert "lake/_reports/ingest.json" in keys
+    assert not any(k.startswith(("lake/_staging/", "lake/_commit")) for k in keys)
+    again = run_ingest(spark, ["s3a://lake-test/raw/*.tsv.gz"], "s3a://lake-test/lake")
+    assert spark.read.parquet("s3a://lake-test/lake/reviews").count() == again["rows_written"]

@@ -133,7 +133,7 @@ def get_spark(cfg: Config | None = None, app_name: str = "job"):
                                      f"-Dlog4j2.configurationFile={log4j}")
         if spark_cfg.get("driver_memory"):
             builder = builder.config("spark.driver.memory", str(spark_cfg["driver_memory"]))
-        jars = local_jars()
+        jars = local_jars() + [str(j) for j in (spark_cfg.get("jars") or [])]
         if jars:
             builder = builder.config("spark.jars", ",".join(jars))
         packages = spark_cfg.get("packages") or []

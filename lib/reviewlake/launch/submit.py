@@ -82,7 +82,7 @@ def spark_submit_args(argv: Sequence[str], build_dir: str | Path | None = None) 
     log4j = log4j_config()
     if local and log4j and _option(opts, "--driver-java-options") is None:
         out += ["--driver-java-options", f"-Dlog4j2.configurationFile={log4j}"]
-    jars = local_jars()
+    jars = local_jars() + [str(j) for j in (cfg.get("spark.jars") or [])]
     user_jars = _option(opts, "--jars")
     if jars:
         if user_jars:
