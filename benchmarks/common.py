@@ -1,7 +1,7 @@
 """Shared pieces of the benchmarks: timing, machine facts, printed tables, saved results.
 
 Every benchmark times both sides in the same process and session, alternating them, and
-reports the median of at least three repeats after one warm-up of each side (JIT, caches).
+reports the median of at least three repeats after warm-up rounds of each side (JIT, caches).
 Results are printed as a table and saved as JSON under benchmarks/_work/results/ for the
 RESULTS.md summary.
 """
@@ -34,9 +34,10 @@ def machine() -> dict:
 
 
 def median_times(sides: dict[str, Callable[[], object]], repeats: int = 3,
-                 warmup: bool = True) -> dict[str, list[float]]:
-    """Run each side `repeats` times, alternating, after one untimed warm-up of each."""
-    if warmup:
+                 warmup: int = 2) -> dict[str, list[float]]:
+    """Run each side `repeats` times, alternating, after `warmup` untimed rounds (the JVM's
+    JIT needs a few runs of a query shape before its timings settle)."""
+    for _ in range(warmup):
         for fn in sides.values():
             fn()
     times: dict[str, list[float]] = {name: [] for name in sides}

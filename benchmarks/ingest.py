@@ -35,8 +35,9 @@ def main() -> None:
     from reviewlake.session import get_spark
 
     src = WORK / f"ingest_{args.rows}{'_defects' if args.defects else ''}"
-    if not (src / "_generated.json").exists() or \
-            json.loads((src / "_generated.json").read_text())["lines"] != args.rows:
+    manifest = src / "_generated.json"
+    if not manifest.exists() or (json.loads(manifest.read_text())["lines"],
+                                 json.loads(manifest.read_text())["defects"]) != (args.rows, args.defects):
         generate(rows=args.rows, output=src, seed=1, defects=args.defects, files=1)
     tsv = str(next(src.glob("*.tsv")))
     spark = get_spark(Config.load(None, ["spark.log_level=ERROR"]), "bench-ingest")

@@ -236,14 +236,14 @@ def run_ingest(spark: SparkSession, inputs: list[str], lake: str,
         return report
 
     phases: dict[str, float] = {}
-    clock = [time.time()]
+    clock = [started]
 
     def phase(name: str) -> None:
         now = time.time()
         phases[name] = round(now - clock[0], 3)
         clock[0] = now
 
-    phase("plan")
+    phase("list_and_recover")
     stage = commit_mod.staging_dir(lake, run_id)
     staged_reviews = join(stage, REVIEWS)
     staged_quarantine = join(stage, QUARANTINE)
@@ -286,7 +286,11 @@ def run_ingest(spark: SparkSession, inputs: list[str], lake: str,
     # Accounting: what the scan saw against what is actually on disk.
     written = spark.read.parquet(staged_reviews)
     quarantined = read_quarantine(spark, staged_quarantine)
-    per_file_written = {canonical_uri(f): n for f, n in _counts_by(written, "source_file")}
+    per_file_written: dict[str, int] = {}
+    per_category: dict[str, int] = {}
+    for file, category, n in _counts_by(written, "source_file", PARTITION_COLUMN):
+        per_file_written[canonical_uri(file)] = per_file_written.get(canonical_uri(file), 0) + n
+        per_category[str(category)] = per_category.get(str(category), 0) + n
     per_file_reason = [(canonical_uri(f), r, n)
                        for f, r, n in _counts_by(quarantined, "source_file", "reason")]
     rows_written = sum(per_file_written.values())
@@ -308,7 +312,7 @@ def run_ingest(spark: SparkSession, inputs: list[str], lake: str,
         status="ok", files=file_reports, rows_read=metrics["rows_read"], headers=metrics["headers"],
         rows_written=rows_written, rows_quarantined=rows_quarantined,
         by_reason=dict(sorted(by_reason.items())),
-        rows_by_category=dict(sorted((str(c), n) for c, n in _counts_by(written, PARTITION_COLUMN))),
+        rows_by_category=dict(sorted(per_category.items())),
         output={"reviews": join(lake, REVIEWS), "quarantine": join(lake, QUARANTINE)},
     )
     if metrics["rows_read"] != rows_written + rows_quarantined or metrics["good"] != rows_written:
