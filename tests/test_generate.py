@@ -67,7 +67,7 @@ def test_wording_depends_on_rating(clean):
 
 def test_deterministic_by_seed(tmp_path):
     a = generate(rows=2000, output=tmp_path / "a", seed=11, defects=True, files=2, gzip=True)
-    b = generate(rows=2000, output=tmp_path / "b", seed=11, defects=True, files=2, gzip=True)
+    generate(rows=2000, output=tmp_path / "b", seed=11, defects=True, files=2, gzip=True)
     c = generate(rows=2000, output=tmp_path / "c", seed=12, defects=True, files=2, gzip=True)
     for name in a.files:
         assert _lines(tmp_path / "a" / name) == _lines(tmp_path / "b" / name)

@@ -1,6 +1,5 @@
 """The ingest job on generated data: accounting, idempotence, append-new, failures."""
 import json
-import shutil
 
 import pytest
 from pyspark.sql import functions as F

@@ -18,7 +18,7 @@ from __future__ import annotations
 from pyspark.sql import Column, DataFrame, SparkSession
 from pyspark.sql import functions as F
 
-from ..schema import (COLUMN_NAMES, DATE_FORMAT, HEADER_LINE, LAKE_COLUMNS, N_COLUMNS,
+from ..schema import (DATE_FORMAT, HEADER_LINE, LAKE_COLUMNS, N_COLUMNS,
                       PARTITION_COLUMN, RAW_COLUMNS)
 
 REASONS = ("empty_line", "invalid_utf8", "carriage_return", "too_few_fields",
