@@ -1,0 +1,14 @@
+"""spark-submit entry point of the train stage (same arguments as `reviewlake train`).
+
+On a Spark cluster (EMR) use `--launcher spark`: one Horovod process per task slot."""
+import os
+import sys
+
+try:
+    from reviewlake.cli import main
+except ImportError:  # a source checkout without the package installed
+    sys.path.insert(0, os.path.join(os.path.dirname(os.path.abspath(__file__)), "..", "lib"))
+    from reviewlake.cli import main
+
+if __name__ == "__main__":
+    sys.exit(main(["train", *sys.argv[1:]]))

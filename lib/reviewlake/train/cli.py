@@ -1,0 +1,128 @@
+"""``reviewlake train`` and ``reviewlake predict``."""
+from __future__ import annotations
+
+import argparse
+import json
+import os
+import sys
+
+from ..cli import add_common, load_config
+from ..errors import UserError
+from ..fs import is_remote
+from .spec import TrainSpec
+
+# train.<key> in the profile <- flag
+FLAGS = {
+    "epochs": "epochs", "batch_size": "batch_size", "learning_rate": "learning_rate",
+    "epsilon": "epsilon", "steps_per_epoch": "steps_per_epoch", "model": "model",
+    "freeze_bert": "freeze_bert", "use_amp": "use_amp", "use_xla": "use_xla",
+    "resume": "resume", "seed": "seed",
+}
+
+
+def register(sub) -> None:
+    p = sub.add_parser("train", help="DistilBERT classifier of star_rating with Horovod")
+    add_common(p)
+    p.add_argument("--input", metavar="FEATURES", help="prepare's output (default: data.features)")
+    p.add_argument("--output", metavar="MODEL", help="model directory (default: data.model)")
+    p.add_argument("--np", type=int, help="training processes (default: train.np)")
+    p.add_argument("--hosts", help="horovodrun hosts, e.g. h1:4,h2:4 (default: this machine)")
+    p.add_argument("--launcher", choices=["horovodrun", "spark"],
+                   help="horovodrun (default) or horovod.spark.run on the Spark cluster")
+    p.add_argument("--epochs", type=int)
+    p.add_argument("--batch-size", type=int, help="per process")
+    p.add_argument("--learning-rate", type=float, help="per process, scaled by processes")
+    p.add_argument("--epsilon", type=float, help="Adam epsilon")
+    p.add_argument("--steps-per-epoch", type=int, help="default: one pass over the train split")
+    p.add_argument("--model", help="tiny | distilbert-base | a pretrained directory")
+    p.add_argument("--freeze-bert", action=argparse.BooleanOptionalAction, default=None)
+    p.add_argument("--use-amp", action=argparse.BooleanOptionalAction, default=None,
+                   help="mixed precision on GPUs")
+    p.add_argument("--use-xla", action=argparse.BooleanOptionalAction, default=None)
+    p.add_argument("--resume", action=argparse.BooleanOptionalAction, default=None,
+                   help="continue from MODEL/checkpoints")
+    p.add_argument("--seed", type=int)
+    p.set_defaults(func=cmd_train)
+
+    q = sub.add_parser("predict", help="star ratings for texts with a trained model")
+    add_common(q)
+    q.add_argument("--model", metavar="MODEL", help="trained model directory (default: data.model)")
+    q.add_argument("--json", action="store_true", help="one JSON object per text")
+    q.add_argument("texts", nargs="*", metavar="TEXT", help="review texts (default: stdin lines)")
+    q.set_defaults(func=cmd_predict)
+
+
+def spec_from_config(cfg) -> TrainSpec:
+    section = dict(cfg.section("train"))
+    for key in ("np", "hosts", "launcher", "controller"):
+        section.pop(key, None)
+    section["input"] = cfg.get("data.features")
+    section["output"] = cfg.get("data.model")
+    if not section["input"]:
+        raise UserError("no input given: pass --input FEATURES or set data.features")
+    if not section["output"]:
+        raise UserError("no output given: pass --output MODEL or set data.model")
+    for key in ("input", "output"):
+        if is_remote(str(section[key])):
+            raise UserError(f"train reads and writes local (or mounted) paths, got {section[key]}; "
+                            "on SageMaker use reviewlake launch sagemaker --stage train")
+        section[key] = os.path.abspath(str(section[key]))
+    return TrainSpec.from_dict(section).validate()
+
+
+def cmd_train(args: argparse.Namespace) -> int:
+    os.environ.setdefault("TF_CPP_MIN_LOG_LEVEL", "2")  # before Horovod loads TensorFlow
+    from .launch import run_horovodrun, run_spark
+    from .meta import load_features
+
+    flags = {f"train.{key}": getattr(args, attr) for key, attr in FLAGS.items()}
+    flags.update({"data.features": args.input, "data.model": args.output, "train.np": args.np,
+                  "train.hosts": args.hosts, "train.launcher": args.launcher})
+    cfg = load_config(args, flags)
+    spec = spec_from_config(cfg)
+    load_features(spec.input)  # one-line errors before any process starts
+    np = int(cfg.get("train.np") or 1)
+    if np < 1:
+        raise UserError(f"--np must be at least 1, got {np}")
+    launcher = cfg.get("train.launcher") or "horovodrun"
+    if launcher == "spark":
+        from ..session import get_spark
+
+        run_spark(get_spark(cfg, "train"), spec, np)
+    else:
+        code = run_horovodrun(spec, np, cfg.get("train.hosts"), cfg.get("train.controller", "auto"))
+        if code != 0:
+            raise UserError(f"training failed (exit {code}); the log above says why", exit_code=1)
+    with open(os.path.join(spec.output, "metrics.json"), encoding="utf-8") as fh:
+        metrics = json.load(fh)
+    print(format_summary(metrics, spec.output))
+    return 0
+
+
+def format_summary(m: dict, out: str) -> str:
+    return (f"train ok: {m['world_size']} process(es), {m['epochs']} epochs, "
+            f"{m['samples_per_second']:.0f} samples/s\n"
+            f"  train      loss {m['train']['loss']:.4f}  accuracy {m['train']['accuracy']:.4f}\n"
+            f"  validation loss {m['validation']['loss']:.4f}  accuracy {m['validation']['accuracy']:.4f}\n"
+            f"  test       loss {m['test']['loss']:.4f}  accuracy {m['test']['accuracy']:.4f}"
+            f"  ({m['test']['count']} reviews)\n"
+            f"  model {out}/saved_model, report {out}/classification_report.txt")
+
+
+def cmd_predict(args: argparse.Namespace) -> int:
+    os.environ.setdefault("TF_CPP_MIN_LOG_LEVEL", "2")
+    from .predict import Predictor
+
+    cfg = load_config(args, {"data.model": args.model})
+    texts = args.texts or [line.rstrip("\n") for line in sys.stdin if line.strip()]
+    if not texts:
+        raise UserError("no texts given: pass them as arguments or one per line on stdin")
+    predictor = Predictor(str(cfg.get("data.model")))
+    for row in predictor.predict(texts):
+        if args.json:
+            print(json.dumps(row))
+        else:
+            probs = " ".join(f"{k}:{v:.3f}" for k, v in row["probabilities"].items())
+            text = row["text"] if len(row["text"]) <= 60 else row["text"][:57] + "..."
+            print(f"{row['star_rating']}\t{probs}\t{text}")
+    return 0

@@ -1,0 +1,118 @@
+"""Starting the training processes: horovodrun (local or several hosts) or horovod.spark.run.
+
+Both launchers run :func:`reviewlake.train.worker.train` with the same TrainSpec. One local
+process needs no launcher at all.
+"""
+from __future__ import annotations
+
+import logging
+import os
+import shutil
+import signal
+import subprocess
+import sys
+from pathlib import Path
+
+from ..errors import UserError
+from .spec import TrainSpec
+
+log = logging.getLogger("reviewlake.train")
+
+LAUNCHERS = ("horovodrun", "spark")
+SPEC_FILE = "train_spec.json"
+
+
+def parse_hosts(hosts: str) -> int:
+    """Total slots of a horovodrun host list such as 'h1:4,h2:4' (a bare host counts 1)."""
+    total = 0
+    for item in hosts.split(","):
+        item = item.strip()
+        if not item:
+            continue
+        name, _, slots = item.partition(":")
+        if not name or (slots and not slots.isdigit()):
+            raise UserError(f"--hosts expects host:slots[,host:slots], got {hosts!r}")
+        total += int(slots or 1)
+    if total < 1:
+        raise UserError(f"--hosts expects host:slots[,host:slots], got {hosts!r}")
+    return total
+
+
+def _controller(controller: str) -> list[str]:
+    """Gloo where Horovod was built without MPI (as here); MPI (NCCL for GPUs) where built."""
+    if controller == "gloo":
+        return ["--gloo"]
+    if controller == "mpi":
+        return ["--mpi"]
+    from horovod.common.util import gloo_built, mpi_built
+
+    if mpi_built() and shutil.which("mpirun"):
+        return ["--mpi"]
+    if gloo_built():
+        return ["--gloo"]
+    raise UserError("this Horovod has neither Gloo nor MPI; rebuild it (make setup builds Gloo)")
+
+
+def horovodrun_command(spec_path: str, np: int, hosts: str | None, controller: str = "auto",
+                       extra: list[str] | None = None) -> list[str]:
+    horovodrun = Path(sys.executable).parent / "horovodrun"
+    cmd = [str(horovodrun) if horovodrun.exists() else "horovodrun", "-np", str(np),
+           "-H", hosts or f"localhost:{np}", *_controller(controller), *(extra or []),
+           sys.executable, "-m", "reviewlake.train.worker", "--spec", spec_path]
+    return cmd
+
+
+def write_spec(spec: TrainSpec) -> str:
+    os.makedirs(spec.output, exist_ok=True)
+    path = os.path.join(spec.output, SPEC_FILE)
+    with open(path, "w", encoding="utf-8") as fh:
+        fh.write(spec.to_json())
+    return path
+
+
+def run_horovodrun(spec: TrainSpec, np: int, hosts: str | None = None,
+                   controller: str = "auto") -> int:
+    """Run `np` processes (on `hosts` if given) and wait; returns their exit code."""
+    if hosts:
+        slots = parse_hosts(hosts)
+        if np > slots:
+            raise UserError(f"--np {np} is more than the {slots} slots of --hosts {hosts}")
+    spec_path = write_spec(spec)
+    if np == 1 and not hosts:
+        from .worker import train
+
+        train(spec)
+        return 0
+    cmd = horovodrun_command(spec_path, np, hosts, controller)
+    log.info("launching: %s", " ".join(cmd))
+    env = dict(os.environ, PYTHONUNBUFFERED="1")
+    env.setdefault("TF_CPP_MIN_LOG_LEVEL", "2")
+    # horovodrun's own helpers end the workers if it dies, however it dies.
+    proc = subprocess.Popen(cmd, env=env)
+    try:
+        return proc.wait()
+    except KeyboardInterrupt:
+        proc.send_signal(signal.SIGINT)
+        proc.wait()
+        raise
+
+
+def _spark_entry(spec_json: str) -> dict:
+    from .spec import TrainSpec as _Spec
+    from .worker import train
+
+    return train(_Spec.from_json(spec_json))
+
+
+def run_spark(spark, spec: TrainSpec, np: int | None = None) -> dict:
+    """One training process per Spark task slot of the active cluster (horovod.spark.run).
+
+    The features and model paths must be visible to every executor (a shared filesystem, or
+    local paths on a one-machine cluster)."""
+    import horovod.spark
+
+    num_proc = np or spark.sparkContext.defaultParallelism
+    results = horovod.spark.run(_spark_entry, args=(spec.to_json(),), num_proc=num_proc,
+                                use_gloo=True, stdout=sys.stdout, stderr=sys.stderr,
+                                verbose=1)
+    return next((r for r in results if r), {})

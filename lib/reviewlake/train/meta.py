@@ -1,0 +1,73 @@
+"""Reading the features contract written by prepare: FEATURES/_meta.json and the TFRecords."""
+from __future__ import annotations
+
+import json
+import os
+from dataclasses import dataclass
+from typing import Any
+
+from ..errors import UserError
+
+SPLITS = ("train", "validation", "test")
+FEATURE_NAMES = ("input_ids", "input_mask", "segment_ids", "label_ids")
+
+
+@dataclass
+class Features:
+    root: str
+    meta: dict[str, Any]
+
+    @property
+    def max_seq_length(self) -> int:
+        return int(self.meta["max_seq_length"])
+
+    @property
+    def num_labels(self) -> int:
+        return int(self.meta.get("num_labels", 5))
+
+    @property
+    def label_offset(self) -> int:
+        return int(self.meta.get("label_offset", 1))
+
+    @property
+    def compression(self) -> str | None:
+        return "GZIP" if self.meta.get("compression") == "gzip" else None
+
+    def count(self, split: str) -> int:
+        return int(self.meta["splits"][split]["count"])
+
+    def files(self, split: str) -> list[str]:
+        return [os.path.join(self.root, f) for f in self.meta["splits"][split]["files"]]
+
+    @property
+    def tokenizer_dir(self) -> str:
+        path = self.meta.get("tokenizer", {}).get("path", "tokenizer")
+        return path if os.path.isabs(path) else os.path.join(self.root, path)
+
+
+def load_features(root: str) -> Features:
+    """The features directory, checked against the contract with one-line errors."""
+    path = os.path.join(root, "_meta.json")
+    if not os.path.isdir(root):
+        raise UserError(f"features directory not found: {root} (run reviewlake prepare first)")
+    if not os.path.isfile(path):
+        raise UserError(f"{path} not found: {root} is not the output of reviewlake prepare")
+    try:
+        with open(path, encoding="utf-8") as fh:
+            meta = json.load(fh)
+    except json.JSONDecodeError as exc:
+        raise UserError(f"{path} is not valid JSON ({exc.msg}); re-run reviewlake prepare") from None
+    missing = [k for k in ("max_seq_length", "splits") if k not in meta]
+    if missing:
+        raise UserError(f"{path} lacks {', '.join(missing)}; re-run reviewlake prepare")
+    features = Features(root=root, meta=meta)
+    for split in SPLITS:
+        if split not in meta["splits"]:
+            raise UserError(f"{path} has no {split} split; re-run reviewlake prepare")
+        absent = [f for f in features.files(split) if not os.path.exists(f)]
+        if absent:
+            raise UserError(f"{len(absent)} {split} file(s) listed in {path} are missing, "
+                            f"e.g. {absent[0]}")
+    if features.count("train") == 0:
+        raise UserError(f"the train split in {root} is empty; prepare needs more data")
+    return features

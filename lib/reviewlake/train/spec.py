@@ -1,0 +1,67 @@
+"""Every option of a training run, in one serialisable object shared by all processes."""
+from __future__ import annotations
+
+import dataclasses
+import json
+from dataclasses import dataclass, field
+from typing import Any
+
+from ..errors import UserError
+
+MODEL_SIZES = ("tiny", "distilbert-base")
+
+
+@dataclass
+class TrainSpec:
+    input: str                        # FEATURES directory written by prepare
+    output: str                       # MODEL directory
+    epochs: int = 3
+    batch_size: int = 64              # per process
+    learning_rate: float = 3e-5       # per process; scaled by the number of processes
+    epsilon: float = 1e-8
+    warmup_epochs: float = 1.0        # learning-rate warm-up (Goyal et al.), in epochs
+    steps_per_epoch: int | None = None    # default: one pass over the training split
+    validation_steps: int | None = None   # default: one pass over the validation split
+    model: str = "tiny"               # tiny | distilbert-base | a pretrained directory
+    freeze_bert: bool = False
+    use_amp: bool = False             # mixed precision (float16) on GPUs
+    use_xla: bool = False             # XLA JIT compilation
+    resume: bool = False              # continue from MODEL/checkpoints if present
+    seed: int = 42
+    shuffle_buffer: int = 10000
+    lstm_units: int = 50              # the book's head: BiLSTM -> max pool -> dense -> dropout
+    dense_units: int = 50
+    dropout: float = 0.1
+    tiny: dict[str, Any] = field(default_factory=lambda: {
+        "dim": 64, "n_layers": 2, "n_heads": 2, "hidden_dim": 256})
+    tensorboard: bool = True
+    intra_op_threads: int = 0         # CPU threads per process; 0: cores / local processes
+    inter_op_threads: int = 0         # 0: min(2, intra_op_threads)
+
+    def validate(self) -> "TrainSpec":
+        if self.epochs < 1:
+            raise UserError(f"--epochs must be at least 1, got {self.epochs}")
+        if self.batch_size < 1:
+            raise UserError(f"--batch-size must be at least 1, got {self.batch_size}")
+        if not self.learning_rate > 0:
+            raise UserError(f"--learning-rate must be positive, got {self.learning_rate}")
+        if self.steps_per_epoch is not None and self.steps_per_epoch < 1:
+            raise UserError(f"--steps-per-epoch must be at least 1, got {self.steps_per_epoch}")
+        return self
+
+    def to_json(self) -> str:
+        return json.dumps(dataclasses.asdict(self), indent=2, sort_keys=True)
+
+    @classmethod
+    def from_json(cls, text: str) -> "TrainSpec":
+        data = json.loads(text)
+        known = {f.name for f in dataclasses.fields(cls)}
+        return cls(**{k: v for k, v in data.items() if k in known})
+
+    @classmethod
+    def from_dict(cls, data: dict[str, Any]) -> "TrainSpec":
+        known = {f.name for f in dataclasses.fields(cls)}
+        unknown = sorted(set(data) - known)
+        if unknown:
+            raise UserError(f"unknown train option(s) {', '.join(unknown)} in the profile's train section")
+        return cls(**data)

@@ -1,0 +1,296 @@
+"""The training function every Horovod process runs.
+
+``train(spec)`` is launched once per GPU (or CPU slot) by horovodrun, horovod.spark.run,
+SageMaker's MPI launcher, or runs alone. Each process:
+
+* pins the GPU of its local rank (when there are GPUs) and turns on mixed precision / XLA
+  when asked;
+* reads its own shard of the TFRecords (whole files when there are enough of them);
+* trains with ``hvd.DistributedOptimizer`` (gradients averaged by all-reduce), the learning
+  rate scaled by the number of processes with a warm-up, the initial state broadcast from
+  rank 0 and metrics averaged over processes.
+
+Rank 0 alone checkpoints after every epoch (weights, optimizer state, epoch and history),
+so ``resume=True`` continues an interrupted run to the same number of epochs, and writes the
+outputs: ``saved_model/``, ``tokenizer/``, ``metrics.json``, ``confusion_matrix.png``,
+``classification_report.txt`` and TensorBoard logs.
+
+``python -m reviewlake.train.worker --spec SPEC.json`` is the process entry point.
+"""
+from __future__ import annotations
+
+import argparse
+import hashlib
+import json
+import logging
+import os
+import shutil
+import sys
+import time
+
+os.environ.setdefault("TF_CPP_MIN_LOG_LEVEL", "2")
+
+log = logging.getLogger("reviewlake.train")
+
+CHECKPOINTS = "checkpoints"
+HISTORY = "history.json"
+LABEL_NAMES = ["1", "2", "3", "4", "5"]
+
+
+def _atomic_write(path: str, text: str) -> None:
+    tmp = f"{path}.tmp{os.getpid()}"
+    with open(tmp, "w", encoding="utf-8") as fh:
+        fh.write(text)
+    os.replace(tmp, path)
+
+
+def _setup_devices(spec, hvd, tf) -> dict:
+    gpus = tf.config.list_physical_devices("GPU")
+    if not gpus:
+        # Processes sharing a machine's cores: give each its share instead of letting every
+        # process start one thread per core (oversubscription slows all of them down).
+        cores = os.cpu_count() or 1
+        threads = spec.intra_op_threads or max(1, cores // hvd.local_size())
+        tf.config.threading.set_intra_op_parallelism_threads(threads)
+        tf.config.threading.set_inter_op_parallelism_threads(
+            spec.inter_op_threads or max(1, min(2, threads)))
+    for gpu in gpus:
+        tf.config.experimental.set_memory_growth(gpu, True)
+    if gpus:
+        tf.config.set_visible_devices(gpus[hvd.local_rank() % len(gpus)], "GPU")
+    amp = bool(spec.use_amp and gpus)
+    if amp:
+        tf.keras.mixed_precision.set_global_policy("mixed_float16")
+    elif spec.use_amp and hvd.rank() == 0:
+        log.warning("--use-amp: no GPU here, training in float32")
+    if spec.use_xla:
+        tf.config.optimizer.set_jit(True)
+    return {"gpus": len(gpus), "mixed_precision": amp, "xla": bool(spec.use_xla),
+            "intra_op_threads": tf.config.threading.get_intra_op_parallelism_threads()}
+
+
+def weights_digest(model) -> str:
+    h = hashlib.sha256()
+    for w in model.weights:
+        h.update(w.numpy().tobytes())
+    return h.hexdigest()
+
+
+def train(spec) -> dict:
+    """Run one process of a (possibly distributed) training; returns rank 0's metrics."""
+    import numpy as np
+    import tensorflow as tf
+
+    _ = tf.keras.layers  # Keras 2 bound before transformers is imported
+    import horovod.tensorflow as hvd_core
+    import horovod.tensorflow.keras as hvd
+    from transformers import DistilBertTokenizerFast
+
+    from . import data, evaluate
+    from .meta import load_features
+    from .model import build_model, loss
+
+    tf.get_logger().setLevel("ERROR")
+    hvd.init()
+    rank, size = hvd.rank(), hvd.size()
+    devices = _setup_devices(spec, hvd, tf)
+    tf.keras.utils.set_random_seed(spec.seed)
+    features = load_features(spec.input)
+    length = features.max_seq_length
+    tokenizer = DistilBertTokenizerFast.from_pretrained(features.tokenizer_dir)
+    out = spec.output
+    ckpt_dir = os.path.join(out, CHECKPOINTS)
+    if rank == 0:
+        os.makedirs(ckpt_dir, exist_ok=True)
+        if not spec.resume:
+            for name in os.listdir(ckpt_dir):
+                path = os.path.join(ckpt_dir, name)
+                shutil.rmtree(path) if os.path.isdir(path) else os.remove(path)
+
+    steps = spec.steps_per_epoch or data.steps_for(features.count("train"), spec.batch_size, size)
+    val_steps = spec.validation_steps or data.steps_for(
+        max(1, features.count("validation")), spec.batch_size, size)
+    train_ds = data.make_dataset(features, "train", spec.batch_size, rank, size, shuffle=True,
+                                 repeat=True, seed=spec.seed, shuffle_buffer=spec.shuffle_buffer)
+    val_ds = data.make_dataset(features, "validation", spec.batch_size, rank, size, repeat=True)
+
+    model = build_model(spec, len(tokenizer), length, features.num_labels)
+    lr = spec.learning_rate * size
+    optimizer = hvd.DistributedOptimizer(
+        tf.keras.optimizers.legacy.Adam(learning_rate=lr, epsilon=spec.epsilon))
+    model.compile(optimizer=optimizer, loss=loss(), metrics=["accuracy"])
+
+    # Checkpoint state: weights, optimizer slots, epochs done. Every rank restores the same
+    # checkpoint (checkpoints live on storage all local processes see); rank 0's state is
+    # broadcast after the first step in any case.
+    epoch_var = tf.Variable(0, dtype=tf.int64, trainable=False, name="epochs_done")
+    checkpoint = tf.train.Checkpoint(model=model, optimizer=optimizer, epochs_done=epoch_var)
+    manager = tf.train.CheckpointManager(checkpoint, ckpt_dir, max_to_keep=3)
+    history: list[dict] = []
+    initial_epoch = 0
+    if spec.resume and manager.latest_checkpoint:
+        checkpoint.restore(manager.latest_checkpoint)
+        initial_epoch = int(epoch_var.numpy())
+        hist_path = os.path.join(ckpt_dir, HISTORY)
+        if os.path.exists(hist_path):
+            with open(hist_path, encoding="utf-8") as fh:
+                history = json.load(fh)[:initial_epoch]
+        if rank == 0:
+            print(f"resuming from {manager.latest_checkpoint} after epoch {initial_epoch}",
+                  flush=True)
+
+    timings: list[float] = []
+
+    class EpochEnd(tf.keras.callbacks.Callback):
+        """Rank 0: record the (averaged) epoch metrics and checkpoint everything."""
+
+        def on_epoch_begin(self, epoch, logs=None):
+            self._start = time.perf_counter()
+
+        def on_epoch_end(self, epoch, logs=None):
+            seconds = time.perf_counter() - self._start
+            timings.append(seconds)
+            row = {"epoch": epoch + 1, "seconds": round(seconds, 3),
+                   "samples_per_second": round(steps * spec.batch_size * size / seconds, 1)}
+            row.update({k: float(v) for k, v in (logs or {}).items()})
+            history.append(row)
+            if rank == 0:
+                epoch_var.assign(epoch + 1)
+                manager.save(checkpoint_number=epoch + 1)
+                _atomic_write(os.path.join(ckpt_dir, HISTORY), json.dumps(history, indent=2))
+
+    callbacks = [
+        hvd.callbacks.BroadcastGlobalVariablesCallback(0),
+        hvd.callbacks.MetricAverageCallback(),
+    ]
+    if spec.warmup_epochs > 0 and initial_epoch < spec.warmup_epochs:
+        callbacks.append(hvd.callbacks.LearningRateWarmupCallback(
+            initial_lr=lr, warmup_epochs=spec.warmup_epochs, steps_per_epoch=steps, verbose=0))
+    callbacks.append(EpochEnd())
+    if rank == 0 and spec.tensorboard:
+        callbacks.append(tf.keras.callbacks.TensorBoard(log_dir=os.path.join(out, "tensorboard"),
+                                                        update_freq="epoch"))
+
+    if rank == 0:
+        print(f"training on {size} process(es): {features.count('train')} train / "
+              f"{features.count('validation')} validation records, batch {spec.batch_size} per "
+              f"process, {steps} steps per epoch, learning rate {lr:g}, devices {devices}",
+              flush=True)
+    if initial_epoch < spec.epochs:
+        model.fit(train_ds, epochs=spec.epochs, initial_epoch=initial_epoch,
+                  steps_per_epoch=steps, validation_data=val_ds, validation_steps=val_steps,
+                  callbacks=callbacks, verbose=2 if rank == 0 else 0)
+
+    digests = hvd_core.allgather_object(weights_digest(model))
+    if rank != 0:
+        return {}
+
+    # Evaluation on the whole test split, on rank 0.
+    y_true, y_prob = [], []
+    for inputs, labels in data.make_dataset(features, "test", 256, shard=False):
+        y_prob.append(model(inputs, training=False).numpy())
+        y_true.append(labels.numpy())
+    y_true = np.concatenate(y_true) if y_true else np.zeros(0, dtype=np.int64)
+    y_prob = np.concatenate(y_prob) if y_prob else np.zeros((0, features.num_labels))
+    y_pred = y_prob.argmax(axis=1)
+    test_loss = float(loss()(y_true, y_prob).numpy()) if len(y_true) else float("nan")
+    cm = evaluate.confusion_matrix(y_true, y_pred, features.num_labels)
+    stats = evaluate.per_class(cm, LABEL_NAMES[:features.num_labels])
+
+    last = history[-1] if history else {}
+    steady = [h["samples_per_second"] for h in history[1:]] or \
+        [h["samples_per_second"] for h in history]
+    metrics = {
+        "train": {"loss": last.get("loss"), "accuracy": last.get("accuracy")},
+        "validation": {"loss": last.get("val_loss"), "accuracy": last.get("val_accuracy")},
+        "test": {"loss": test_loss, "accuracy": stats["accuracy"], "count": int(len(y_true))},
+        "per_class": stats["classes"], "macro_avg": stats["macro_avg"],
+        "weighted_avg": stats["weighted_avg"], "confusion_matrix": cm.tolist(),
+        "labels": LABEL_NAMES[:features.num_labels],
+        "world_size": size, "epochs": spec.epochs, "resumed_from_epoch": initial_epoch,
+        "steps_per_epoch": steps, "batch_size_per_process": spec.batch_size,
+        "learning_rate": lr, "samples_per_second": float(np.mean(steady)) if steady else None,
+        "history": history, "weight_digests": digests,
+        "ranks_consistent": len(set(digests)) == 1, "devices": devices,
+        "model": spec.model, "max_seq_length": length, "features": os.path.abspath(spec.input),
+        "tokenizer_vocab_size": len(tokenizer),
+    }
+    probe_inputs = next(iter(data.make_dataset(features, "test", 8, shard=False)))[0]
+    _export(model, tokenizer, features, spec, metrics, cm, stats, evaluate)
+    metrics["export_max_abs_diff"] = _verify_export(model, probe_inputs, spec.output)
+    _atomic_write(os.path.join(spec.output, "metrics.json"), json.dumps(metrics, indent=2))
+    print(f"test accuracy: {stats['accuracy']:.4f} ({len(y_true)} reviews); "
+          f"test loss: {test_loss:.4f}", flush=True)
+    return metrics
+
+
+def _export(model, tokenizer, features, spec, metrics, cm, stats, evaluate) -> None:
+    import tensorflow as tf
+
+    out = spec.output
+    length = features.max_seq_length
+
+    @tf.function(input_signature=[tf.TensorSpec([None, length], tf.int32, name="input_ids"),
+                                  tf.TensorSpec([None, length], tf.int32, name="input_mask")])
+    def serve(input_ids, input_mask):
+        probs = model({"input_ids": input_ids, "input_mask": input_mask}, training=False)
+        return {"probabilities": probs, "star_rating": tf.argmax(probs, axis=1) + 1}
+
+    saved = os.path.join(out, "saved_model")
+    tmp = saved + ".tmp"
+    shutil.rmtree(tmp, ignore_errors=True)
+    model.save(tmp, save_format="tf", save_traces=False, signatures={"serving_default": serve})
+    shutil.rmtree(saved, ignore_errors=True)
+    os.replace(tmp, saved)
+    tok = os.path.join(out, "tokenizer")
+    shutil.rmtree(tok, ignore_errors=True)
+    tokenizer.save_pretrained(tok)
+    _atomic_write(os.path.join(out, "model_config.json"), json.dumps({
+        "max_seq_length": length, "labels": metrics["labels"], "label_offset": features.label_offset,
+        "spec": json.loads(spec.to_json())}, indent=2))
+    _atomic_write(os.path.join(out, "metrics.json"), json.dumps(metrics, indent=2))
+    _atomic_write(os.path.join(out, "classification_report.txt"), evaluate.report_text(stats))
+    evaluate.plot_confusion_matrix(cm, metrics["labels"], os.path.join(out, "confusion_matrix.png"),
+                                   f"test accuracy {stats['accuracy']:.3f}")
+
+
+def _verify_export(model, inputs, out: str) -> float:
+    """Reload the SavedModel and compare it with the in-memory model on a few test reviews;
+    the probe is kept (export_probe.json) so the check can be repeated anywhere."""
+    import numpy as np
+    import tensorflow as tf
+
+    expected = model(inputs, training=False).numpy()
+    serve = tf.saved_model.load(os.path.join(out, "saved_model")).signatures["serving_default"]
+    got = serve(input_ids=inputs["input_ids"], input_mask=inputs["input_mask"])["probabilities"]
+    diff = float(np.max(np.abs(got.numpy() - expected)))
+    if diff > 1e-4:
+        raise RuntimeError(f"the exported SavedModel disagrees with the trained model ({diff})")
+    _atomic_write(os.path.join(out, "export_probe.json"), json.dumps({
+        "input_ids": inputs["input_ids"].numpy().tolist(),
+        "input_mask": inputs["input_mask"].numpy().tolist(),
+        "probabilities": expected.tolist()}))
+    return diff
+
+
+def main(argv=None) -> int:
+    from .spec import TrainSpec
+
+    parser = argparse.ArgumentParser(prog="python -m reviewlake.train.worker")
+    parser.add_argument("--spec", required=True, help="TrainSpec JSON written by the launcher")
+    args = parser.parse_args(argv)
+    logging.basicConfig(level=logging.WARNING, format="reviewlake: %(message)s", stream=sys.stderr)
+    logging.getLogger("reviewlake").setLevel(logging.INFO)
+    with open(args.spec, encoding="utf-8") as fh:
+        spec = TrainSpec.from_json(fh.read())
+    from ..errors import UserError
+    try:
+        train(spec)
+    except UserError as exc:
+        print(f"reviewlake train: error: {exc}", file=sys.stderr)
+        return exc.exit_code
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())

@@ -1,0 +1,72 @@
+"""A small features directory in prepare's contract, built without Spark (train tests only).
+
+Balanced generated reviews, a WordPiece vocabulary trained on them, TFRecords written with
+TensorFlow's own writer and a _meta.json with the fields train reads.
+"""
+from __future__ import annotations
+
+import gzip
+import json
+import os
+from pathlib import Path
+
+import numpy as np
+
+
+def make_features(root: Path, rows: int = 6000, max_seq_length: int = 32, files: int = 2,
+                  seed: int = 7, vocab_size: int = 2000) -> Path:
+    import tensorflow as tf
+    from tokenizers import BertWordPieceTokenizer
+    from transformers import DistilBertTokenizerFast
+
+    from reviewlake.generate import generate
+
+    raw = root / "_raw"
+    gen = generate(rows=rows, output=raw, seed=seed, files=1)
+    lines = (raw / gen.files[0]).read_text().split("\n")[1:-1]
+    by_star: dict[int, list[str]] = {}
+    for line in lines:
+        f = line.split("\t")
+        by_star.setdefault(int(f[7]), []).append(f[13])
+    n = min(len(v) for v in by_star.values())
+    rng = np.random.default_rng(seed)
+    splits = {"train": [], "validation": [], "test": []}
+    for star, texts in sorted(by_star.items()):
+        picked = [texts[i] for i in rng.permutation(len(texts))[:n]]
+        a, b = int(n * 0.8), int(n * 0.9)
+        for name, part in (("train", picked[:a]), ("validation", picked[a:b]), ("test", picked[b:])):
+            splits[name] += [(t, star - 1) for t in part]
+    wp = BertWordPieceTokenizer(lowercase=True)
+    wp.train_from_iterator([t for t, _ in splits["train"]], vocab_size=vocab_size)
+    tok_dir = root / "tokenizer"
+    tok_dir.mkdir(parents=True, exist_ok=True)
+    wp.save_model(str(tok_dir))
+    tokenizer = DistilBertTokenizerFast(vocab_file=str(tok_dir / "vocab.txt"), do_lower_case=True)
+    tokenizer.save_pretrained(str(tok_dir))
+    meta = {"format": "tfrecord", "compression": "none", "max_seq_length": max_seq_length,
+            "num_labels": 5, "label_offset": 1, "splits": {},
+            "tokenizer": {"path": "tokenizer", "kind": "trained-wordpiece",
+                          "vocab_size": len(tokenizer)}}
+    for name, items in splits.items():
+        order = rng.permutation(len(items))
+        items = [items[i] for i in order]
+        enc = tokenizer([t for t, _ in items], max_length=max_seq_length, padding="max_length",
+                        truncation=True)
+        (root / name).mkdir(exist_ok=True)
+        paths = []
+        for k in range(files):
+            rel = f"{name}/part-{k:05d}.tfrecord"
+            paths.append(rel)
+            with tf.io.TFRecordWriter(str(root / rel)) as w:
+                for i in range(k, len(items), files):
+                    feats = {
+                        "input_ids": enc["input_ids"][i], "input_mask": enc["attention_mask"][i],
+                        "segment_ids": [0] * max_seq_length, "label_ids": [items[i][1]]}
+                    ex = tf.train.Example(features=tf.train.Features(feature={
+                        k2: tf.train.Feature(int64_list=tf.train.Int64List(value=v))
+                        for k2, v in feats.items()}))
+                    w.write(ex.SerializeToString())
+        labels = {str(l): sum(1 for _, x in items if x == l) for l in range(5)}
+        meta["splits"][name] = {"count": len(items), "labels": labels, "files": paths}
+    (root / "_meta.json").write_text(json.dumps(meta, indent=2))
+    return root

@@ -1,0 +1,162 @@
+"""The train stage: real 2-process Horovod runs (Gloo), resume after a kill, predict."""
+import json
+import os
+import signal
+import subprocess
+import time
+
+import numpy as np
+import pytest
+
+from conftest import ROOT, VENV_BIN, run_cli
+from features_fixture import make_features
+
+
+@pytest.fixture(scope="module")
+def features(tmp_path_factory):
+    return make_features(tmp_path_factory.mktemp("features"), rows=16000, max_seq_length=32)
+
+
+@pytest.fixture(scope="module")
+def trained(features, tmp_path_factory):
+    out = tmp_path_factory.mktemp("model")
+    proc = run_cli("train", "--input", str(features), "--output", str(out), "--np", "2",
+                   "--epochs", "2", "--batch-size", "32")
+    assert proc.returncode == 0, proc.stdout[-3000:] + proc.stderr[-3000:]
+    return out, proc
+
+
+@pytest.mark.slow
+def test_two_processes_train_and_agree(trained):
+    out, proc = trained
+    m = json.loads((out / "metrics.json").read_text())
+    assert m["world_size"] == 2
+    assert len(m["weight_digests"]) == 2 and m["ranks_consistent"] is True
+    for split in ("train", "validation", "test"):
+        assert 0 <= m[split]["accuracy"] <= 1 and m[split]["loss"] > 0
+    assert set(m["per_class"]) == {"1", "2", "3", "4", "5"}
+    assert all({"precision", "recall", "f1", "support"} <= set(c) for c in m["per_class"].values())
+    assert np.array(m["confusion_matrix"]).sum() == m["test"]["count"]
+    assert [h["epoch"] for h in m["history"]] == [1, 2]
+    assert m["samples_per_second"] > 0 and m["learning_rate"] == pytest.approx(2e-3)
+    for name in ("confusion_matrix.png", "classification_report.txt", "tokenizer/vocab.txt",
+                 "saved_model/saved_model.pb", "model_config.json"):
+        assert (out / name).exists(), name
+    assert any((out / "tensorboard").rglob("events.out.tfevents.*"))
+    # Keras's progress format, so the book's metric regexes keep working.
+    import re
+    assert re.search(r"loss: ([0-9\.]+)", proc.stdout)
+    assert re.search(r"val_accuracy: ([0-9\.]+)", proc.stdout)
+    assert "test accuracy" in proc.stdout
+
+
+@pytest.mark.slow
+def test_learns_the_generated_reviews(trained):
+    out, _ = trained
+    m = json.loads((out / "metrics.json").read_text())
+    assert m["test"]["accuracy"] >= 0.6, m["test"]   # chance is 0.2
+
+
+@pytest.mark.slow
+def test_saved_model_predicts_like_the_trained_model(trained):
+    import tensorflow as tf
+
+    out, _ = trained
+    probe = json.loads((out / "export_probe.json").read_text())
+    serve = tf.saved_model.load(str(out / "saved_model")).signatures["serving_default"]
+    got = serve(input_ids=tf.constant(probe["input_ids"], tf.int32),
+                input_mask=tf.constant(probe["input_mask"], tf.int32))
+    np.testing.assert_allclose(got["probabilities"].numpy(), probe["probabilities"], atol=1e-5)
+    assert (got["star_rating"].numpy() == np.argmax(probe["probabilities"], axis=1) + 1).all()
+
+
+@pytest.mark.slow
+def test_predict_command(trained):
+    out, _ = trained
+    proc = run_cli("predict", "--model", str(out), "--json",
+                   "This is terrible and useless, it broke after two days. Waste of money.",
+                   "Absolutely fantastic, the best purchase this year, highly recommend it.")
+    assert proc.returncode == 0, proc.stderr[-2000:]
+    rows = [json.loads(line) for line in proc.stdout.splitlines()]
+    assert len(rows) == 2
+    assert abs(sum(rows[0]["probabilities"].values()) - 1) < 1e-3
+    assert rows[0]["star_rating"] <= 2 and rows[1]["star_rating"] >= 4
+
+
+@pytest.mark.slow
+def test_resume_after_the_launcher_is_killed(features, tmp_path):
+    out = tmp_path / "model"
+    args = ["train", "--input", str(features), "--output", str(out), "--np", "2",
+            "--epochs", "3", "--batch-size", "32", "--steps-per-epoch", "60"]
+    proc = subprocess.Popen([str(VENV_BIN / "reviewlake"), *args], cwd=ROOT,
+                            start_new_session=True, stdout=subprocess.DEVNULL,
+                            stderr=subprocess.DEVNULL)
+    history = out / "checkpoints" / "history.json"
+    deadline = time.time() + 300
+    try:
+        while time.time() < deadline and proc.poll() is None:
+            if history.exists() and len(json.loads(history.read_text())) == 1:
+                time.sleep(1.0)  # into the second epoch
+                break
+            time.sleep(0.1)
+        assert proc.poll() is None, "training ended before it could be interrupted"
+    finally:
+        os.killpg(proc.pid, signal.SIGKILL)
+        proc.wait()
+    time.sleep(2)  # horovodrun's helpers stop the workers once it is gone
+    assert len(json.loads(history.read_text())) == 1
+    assert not (out / "metrics.json").exists()
+    done = run_cli(*args, "--resume")
+    assert done.returncode == 0, done.stdout[-3000:] + done.stderr[-3000:]
+    assert "resuming from" in done.stdout
+    m = json.loads((out / "metrics.json").read_text())
+    assert m["resumed_from_epoch"] == 1
+    assert [h["epoch"] for h in m["history"]] == [1, 2, 3]
+    assert m["epochs"] == 3 and m["ranks_consistent"]
+
+
+def test_user_errors(tmp_path, features):
+    def err(*args):
+        proc = run_cli("train", *args)
+        assert proc.returncode == 2, proc.stderr
+        lines = [l for l in proc.stderr.splitlines() if l.strip()]
+        assert len(lines) == 1 and "Traceback" not in proc.stderr, proc.stderr
+        return lines[0]
+
+    assert "features directory not found" in err("--input", str(tmp_path / "no"), "--output",
+                                                 str(tmp_path / "m"))
+    (tmp_path / "empty").mkdir()
+    assert "_meta.json not found" in err("--input", str(tmp_path / "empty"), "--output",
+                                         str(tmp_path / "m"))
+    assert "--epochs must be at least 1" in err("--input", str(features), "--output",
+                                                 str(tmp_path / "m"), "--epochs", "0")
+    assert "--hosts expects" in err("--input", str(features), "--output", str(tmp_path / "m"),
+                                    "--hosts", "a:b")
+    proc = run_cli("predict", "--model", str(tmp_path), "hello")
+    assert proc.returncode == 2 and "is not a trained model" in proc.stderr
+
+
+def test_evaluation_math():
+    from reviewlake.train import evaluate
+
+    cm = evaluate.confusion_matrix([0, 0, 1, 1, 2, 2], [0, 1, 1, 1, 2, 0], 3)
+    assert cm.tolist() == [[1, 1, 0], [0, 2, 0], [1, 0, 1]]
+    s = evaluate.per_class(cm, ["a", "b", "c"])
+    assert s["accuracy"] == pytest.approx(4 / 6)
+    assert s["classes"]["a"]["precision"] == pytest.approx(0.5)
+    assert s["classes"]["b"]["precision"] == pytest.approx(2 / 3)
+    assert s["classes"]["b"]["recall"] == pytest.approx(1.0)
+    assert s["classes"]["c"]["f1"] == pytest.approx(2 * 1 * 0.5 / 1.5)
+    assert "accuracy" in evaluate.report_text(s)
+
+
+def test_sharding_and_steps():
+    from reviewlake.train.data import shard_files, steps_for
+    from reviewlake.train.launch import parse_hosts
+
+    files = [f"f{i}" for i in range(5)]
+    assert shard_files(files, 0, 2) == (["f0", "f2", "f4"], False)
+    assert shard_files(files, 1, 2) == (["f1", "f3"], False)
+    assert shard_files(["a"], 1, 2) == (["a"], True)   # fewer files than processes: by record
+    assert steps_for(1000, 32, 2) == 16 and steps_for(1, 32, 4) == 1
+    assert parse_hosts("h1:4,h2:4") == 8 and parse_hosts("h1") == 1
