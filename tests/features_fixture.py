@@ -5,9 +5,7 @@ TensorFlow's own writer and a _meta.json with the fields train reads.
 """
 from __future__ import annotations
 
-import gzip
 import json
-import os
 from pathlib import Path
 
 import numpy as np
