@@ -160,3 +160,17 @@ def test_sharding_and_steps():
     assert shard_files(["a"], 1, 2) == (["a"], True)   # fewer files than processes: by record
     assert steps_for(1000, 32, 2) == 16 and steps_for(1, 32, 4) == 1
     assert parse_hosts("h1:4,h2:4") == 8 and parse_hosts("h1") == 1
+
+
+@pytest.mark.slow
+def test_spark_launcher_runs_the_same_training(features, tmp_path):
+    """--launcher spark: horovod.spark.run, one process per Spark task slot."""
+    out = tmp_path / "model"
+    proc = run_cli("train", "--input", str(features), "--output", str(out), "--np", "2",
+                   "--epochs", "1", "--batch-size", "32", "--steps-per-epoch", "10",
+                   "--launcher", "spark", "--master", "local[2]")
+    assert proc.returncode == 0, proc.stdout[-3000:] + proc.stderr[-3000:]
+    m = json.loads((out / "metrics.json").read_text())
+    assert m["world_size"] == 2 and m["ranks_consistent"]
+    assert (out / "saved_model" / "saved_model.pb").exists()
+    assert "scope" not in proc.stderr  # Horovod's rendezvous chatter stays quiet

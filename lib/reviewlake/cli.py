@@ -48,9 +48,10 @@ def load_config(args: argparse.Namespace, flags: dict[str, Any]) -> Config:
 
 
 def _setup_logging(quiet: bool) -> None:
-    level = logging.WARNING if quiet else logging.INFO
-    logging.basicConfig(level=level, format="reviewlake: %(message)s", stream=sys.stderr)
-    logging.getLogger("py4j").setLevel(logging.WARNING)
+    """Our messages at INFO (WARNING with -q); other libraries' only from WARNING up (some,
+    like Horovod's rendezvous server, log chatter to the root logger at INFO)."""
+    logging.basicConfig(level=logging.WARNING, format="reviewlake: %(message)s", stream=sys.stderr)
+    logging.getLogger("reviewlake").setLevel(logging.WARNING if quiet else logging.INFO)
 
 
 # --------------------------------------------------------------------------- main
