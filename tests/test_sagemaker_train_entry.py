@@ -14,8 +14,8 @@ from conftest import VENV_BIN
 from reviewlake import __version__
 from reviewlake.errors import UserError
 from reviewlake.launch.sagemaker_jobs import train_source_dir
-from reviewlake.launch.sagemaker_train import (features_view, parse_hyperparameters,
-                                               train_spec)
+from reviewlake.launch.sagemaker_train import parse_hyperparameters, train_spec
+from reviewlake.train.channels import features_view
 
 
 def fake_features(root: Path, train_files=4) -> Path:

@@ -7,10 +7,10 @@ hyperparameters as ``--key value`` with JSON values). Each process:
 1. reads the hyperparameters (the profile's ``train`` section) from its arguments, or from
    ``SM_HPS`` when started another way;
 2. assembles a features directory in prepare's contract from the channels
-   (:func:`features_view`): ``train`` is sharded by S3 key, so this host holds only its
-   share of the train files; ``meta`` (``_meta.json``), ``tokenizer``, ``validation`` and
-   ``test`` are fully replicated. The view's ``_meta.json`` lists the train files this host
-   has and keeps the global counts (steps per epoch are computed from them);
+   (:func:`reviewlake.train.channels.features_view`): ``train`` is sharded by S3 key, so
+   this host holds only its share of the train files; ``meta`` (``_meta.json``),
+   ``tokenizer``, ``validation`` and ``test`` are fully replicated. The view's ``_meta.json``
+   lists the train files this host has and keeps the global counts;
 3. runs :func:`reviewlake.train.worker.train` with ``shard="host"`` (its processes split the
    host's files by local rank), the model written to ``SM_MODEL_DIR`` (``/opt/ml/model``,
    uploaded as model.tar.gz) and checkpoints in ``/opt/ml/checkpoints`` (synced with the
@@ -21,15 +21,13 @@ from __future__ import annotations
 import dataclasses
 import json
 import os
-import posixpath
 import sys
 import tempfile
 from typing import Any, Mapping, Sequence
 
 from ..errors import UserError
+from ..train.channels import CHANNELS, features_view
 
-CHANNELS = ("train", "meta", "tokenizer", "validation", "test")
-REPLICATED_SPLITS = ("validation", "test")
 DEFAULT_CHECKPOINTS = "/opt/ml/checkpoints"
 DEFAULT_MODEL_DIR = "/opt/ml/model"
 # Set by the launcher, not TrainSpec fields.
@@ -58,65 +56,6 @@ def parse_hyperparameters(argv: Sequence[str], env: Mapping[str, str]) -> dict[s
 
 def channel_dir(name: str, env: Mapping[str, str]) -> str:
     return env.get(f"SM_CHANNEL_{name.upper()}") or f"/opt/ml/input/data/{name}"
-
-
-def split_dir(meta: Mapping[str, Any], split: str) -> str:
-    """The directory (relative to FEATURES) holding a split's files, e.g. ``train``."""
-    files = meta["splits"][split]["files"]
-    dirs = {posixpath.dirname(f) for f in files}
-    if len(dirs) != 1:
-        raise UserError(f"the {split} files of _meta.json are not in one directory")
-    return dirs.pop()
-
-
-def tokenizer_dir(meta: Mapping[str, Any]) -> str:
-    path = (meta.get("tokenizer") or {}).get("path", "tokenizer")
-    if posixpath.isabs(path):
-        raise UserError(f"_meta.json names an absolute tokenizer path {path}; on SageMaker the "
-                        "tokenizer must live inside the features directory")
-    return path.strip("/")
-
-
-def _find(root: str, name: str) -> str | None:
-    for folder, _, files in os.walk(root):
-        if name in files:
-            return os.path.join(folder, name)
-    return None
-
-
-def features_view(channels: Mapping[str, str], dest: str) -> str:
-    """A features directory (symlinks into the channels) that load_features accepts."""
-    meta_path = _find(channels["meta"], "_meta.json")
-    if meta_path is None:
-        raise UserError(f"no _meta.json in the meta channel ({channels['meta']})")
-    with open(meta_path, encoding="utf-8") as fh:
-        meta = json.load(fh)
-    os.makedirs(dest, exist_ok=True)
-    for split in ("train", *REPLICATED_SPLITS):
-        rel_dir = split_dir(meta, split)
-        present = []
-        for rel in meta["splits"][split]["files"]:
-            src = os.path.join(channels[split], posixpath.relpath(rel, rel_dir))
-            if os.path.isfile(src):
-                os.makedirs(os.path.join(dest, posixpath.dirname(rel)), exist_ok=True)
-                link = os.path.join(dest, rel)
-                if not os.path.lexists(link):
-                    os.symlink(src, link)
-                present.append(rel)
-            elif split in REPLICATED_SPLITS:
-                raise UserError(f"{split} file {rel} missing from its channel ({channels[split]}); "
-                                "the channel must be fully replicated")
-        if split == "train":
-            if not present:
-                raise UserError(f"this host received none of the {len(meta['splits'][split]['files'])}"
-                                " train files: use at least as many train files as instances")
-            # Only this host's share; the count stays global (steps per epoch use it).
-            meta["splits"][split]["files_total"] = len(meta["splits"][split]["files"])
-            meta["splits"][split]["files"] = present
-    meta["tokenizer"] = dict(meta.get("tokenizer") or {}, path=channels["tokenizer"])
-    with open(os.path.join(dest, "_meta.json"), "w", encoding="utf-8") as fh:
-        json.dump(meta, fh, indent=2)
-    return dest
 
 
 def train_spec(hyperparameters: Mapping[str, Any], features: str, model_dir: str,
