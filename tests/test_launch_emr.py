@@ -267,3 +267,16 @@ def test_bootstrap_script_picks_tensorflow_and_horovod_per_node(tmp_path):
     bad = subprocess.run(["bash", str(script), "reviewlake.tar.gz"], env=base,
                          capture_output=True, text=True)
     assert bad.returncode == 2 and "must be an s3:// (or local) path to a .whl" in bad.stderr
+
+
+def test_quality_step_ships_its_suite(tmp_path):
+    suite = tmp_path / "my-suite.yaml"
+    suite.write_text("checks: []\n")
+    cfg = Config.load(ROOT / "conf" / "emr.yaml", [f"quality.suite={suite}"])
+    lines = []
+    result = launch_emr(cfg, cluster_id=None, stages="quality", dry_run=True,
+                        build_dir=tmp_path / "build", out=lines.append)
+    args = result["steps"][0]["HadoopJarStep"]["Args"]
+    code = f"s3://my-bucket/reviewlake/code/{__version__}"
+    assert args[args.index("--files") + 1] == f"{code}/conf/emr.yaml,{code}/conf/my-suite.yaml"
+    assert args[-2:] == ["--suite", "my-suite.yaml"]

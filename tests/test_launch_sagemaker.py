@@ -237,3 +237,18 @@ def test_one_line_errors(aws, args, message):
     assert proc.returncode == 2, proc.stdout + proc.stderr
     assert proc.stderr.startswith("reviewlake launch: error: ") and message in proc.stderr
     assert len(proc.stderr.strip().splitlines()) == 1, proc.stderr
+
+
+def test_quality_job_ships_its_suite(aws, build_dir, tmp_path, monkeypatch):
+    import reviewlake.launch.sagemaker_jobs as jobs
+
+    suite = tmp_path / "my-suite.yaml"
+    suite.write_text("checks: []\n")
+    # this checkout may not have jobs/quality.py yet: any job file stands in for it
+    monkeypatch.setattr(jobs, "job_file", lambda stage: ROOT / "jobs" / "ingest.py")
+    bucket = new_bucket(aws)
+    result = launch_sagemaker(sm_config(aws, bucket, f"quality.suite={suite}"), stage="quality",
+                              dry_run=True, build_dir=build_dir, out=lambda line: None)
+    assert result["request"]["AppSpecification"]["ContainerArguments"][-2:] == [
+        "--suite", "/opt/ml/processing/input/files/my-suite.yaml"]
+    assert any(u.endswith("/input/files/my-suite.yaml") for u in result["uploads"])

@@ -12,6 +12,7 @@
 from __future__ import annotations
 
 import os
+import shutil
 import subprocess
 import sys
 import zipfile
@@ -79,6 +80,8 @@ def build_wheel(dest_dir: str | os.PathLike) -> Path:
     if _up_to_date(dest, _package_sources() + _profiles() + [setup_py]):
         return dest
     dest_dir.mkdir(parents=True, exist_ok=True)
+    # setuptools builds in the checkout's build/lib: files of deleted modules must not linger
+    shutil.rmtree(REPO_ROOT / "build" / "lib", ignore_errors=True)
     proc = subprocess.run([sys.executable, "-m", "pip", "wheel", "--no-deps",
                            "--no-build-isolation", "--disable-pip-version-check", "-q",
                            "-w", str(dest_dir), str(REPO_ROOT)],
@@ -153,7 +156,7 @@ class Bundle:
 
     @classmethod
     def plan(cls, cfg, code_prefix: str, build_dir: str | os.PathLike,
-             jars: list[str] | None = None) -> "Bundle":
+             jars: list[str] | None = None, conf: list[Path] | None = None) -> "Bundle":
         """The layout without building anything (what --dry-run prints)."""
         from .aws import parse_s3_uri
 
@@ -170,6 +173,8 @@ class Bundle:
             bundle.files[bundle.uri("jobs", job.name)] = job
         for jar in jars or []:
             bundle.files[bundle.uri("jars", Path(jar).name)] = Path(jar)
+        for path in conf or []:  # files a stage reads besides the profile (quality's suite)
+            bundle.files[bundle.uri("conf", Path(path).name)] = Path(path)
         return bundle
 
     def build(self, cfg) -> "Bundle":

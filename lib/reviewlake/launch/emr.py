@@ -24,7 +24,7 @@ from typing import Any, Callable
 from ..errors import UserError
 from .aws import S3, Aws, aws_errors, parse_s3_uri
 from .bundle import Bundle, job_file
-from .stages import parse_stages, stage_args
+from .stages import parse_stages, stage_args, stage_files
 from .submit import profile_jars, profile_packages
 
 log = logging.getLogger("reviewlake.launch")
@@ -51,9 +51,11 @@ def cluster_jars(cfg, bundle: Bundle | None = None) -> tuple[list[str], list[str
 
 def spark_submit_command(cfg, bundle: Bundle, stage: str, jars: list[str]) -> list[str]:
     """The command-runner.jar arguments of one stage's step."""
+    extra = stage_files(cfg, stage)
+    files = [bundle.profile_uri] + [bundle.uri("conf", path.name) for _, path in extra]
     cmd = ["spark-submit", "--master", "yarn", "--deploy-mode", "cluster",
            "--name", f"reviewlake-{stage}",
-           "--py-files", bundle.zip_uri, "--files", bundle.profile_uri]
+           "--py-files", bundle.zip_uri, "--files", ",".join(files)]
     packages = profile_packages(cfg)
     if packages:
         cmd += ["--packages", ",".join(packages)]
@@ -65,11 +67,13 @@ def spark_submit_command(cfg, bundle: Bundle, stage: str, jars: list[str]) -> li
                 "--conf", f"spark.pyspark.driver.python={python}"]
     options = cfg.get("emr.submit_options") or {}
     for key in ("all", stage):
-        extra = options.get(key) or []
-        if not isinstance(extra, list):
+        more = options.get(key) or []
+        if not isinstance(more, list):
             raise UserError(f"emr.submit_options.{key} must be a list of spark-submit arguments")
-        cmd += [str(x) for x in extra]
+        cmd += [str(x) for x in more]
     cmd += [bundle.job_uri(stage)] + stage_args(cfg, stage, bundle.profile)
+    for flag, path in extra:  # --files puts them in the driver's working directory too
+        cmd += [flag, path.name]
     if sum(len(a) for a in cmd) > MAX_STEP_CHARS:
         raise UserError(f"the {stage} step's arguments exceed EMR's {MAX_STEP_CHARS} characters")
     return cmd
@@ -181,7 +185,8 @@ def launch_emr(cfg, *, cluster_id: str | None, stages: list[str] | str | None = 
                         "emr.cluster_id); --upload-only ships the code for create-cluster")
 
     _, local_jars = cluster_jars(cfg)
-    bundle = Bundle.plan(cfg, str(code_prefix), build_dir, jars=local_jars)
+    bundle = Bundle.plan(cfg, str(code_prefix), build_dir, jars=local_jars,
+                         conf=[p for s in stages for _, p in stage_files(cfg, s)])
     steps = [] if upload_only else build_steps(cfg, bundle, stages, action)
     result: dict[str, Any] = {"steps": steps, "step_ids": [], "uploaded": [],
                               "bootstrap_action": bootstrap_action(cfg, bundle)}

@@ -38,7 +38,7 @@ from .. import __version__
 from ..errors import UserError
 from .aws import S3, Aws, aws_errors, parse_s3_uri, s3_join
 from .bundle import JOBS_DIR, build_zip, job_file, profile_name, write_profile
-from .stages import SPARK_STAGES, STAGES, stage_args, stage_paths
+from .stages import SPARK_STAGES, STAGES, stage_args, stage_files, stage_paths
 from .submit import profile_jars, profile_packages
 
 log = logging.getLogger("reviewlake.launch")
@@ -229,6 +229,9 @@ def processing_job(cfg, stage: str, session, build_dir: Path, wait: bool) -> Non
     app = job_file(stage)
     # The job reads the profile where the SDK's "files" input puts it in the container.
     args = stage_args(cfg, stage, f"{PROCESSING_INPUT}/files/{profile_name(cfg)}")
+    extra = stage_files(cfg, stage)
+    for flag, path in extra:
+        args += [flag, f"{PROCESSING_INPUT}/files/{path.name}"]
     version = str(cfg.get(f"{p}.framework_version") or "3.5")
     py_version = cfg.get(f"{p}.py_version") or None
     container = cfg.get(f"{p}.container_version")
@@ -260,7 +263,8 @@ def processing_job(cfg, stage: str, session, build_dir: Path, wait: bool) -> Non
         parse_s3_uri(str(events))
     with aws_errors(f"starting the {stage} processing job"), _sdk_errors("sagemaker.processing"):
         processor.run(submit_app=str(app), submit_py_files=[str(zip_path)],
-                      submit_jars=jars or None, submit_files=[str(profile)],
+                      submit_jars=jars or None,
+                      submit_files=[str(profile)] + [str(path) for _, path in extra],
                       arguments=args, wait=False, logs=False,
                       configuration=configuration or None,
                       spark_event_logs_s3_uri=str(events) if events else None)
@@ -342,7 +346,7 @@ def train_source_dir(build_dir: Path) -> Path:
 def _features_layout(features: str, instance_count: int, s3, dry_run: bool) -> dict[str, str]:
     """channel -> S3 prefix. The split directories come from FEATURES/_meta.json when it can
     be read (not in a dry run); the train split must have a file for every instance."""
-    from .sagemaker_train import split_dir, tokenizer_dir
+    from ..train.channels import split_dir, tokenizer_dir
 
     layout = {"meta": s3_join(features, "_meta.json"),
               "tokenizer": s3_join(features, "tokenizer") + "/",

@@ -6,9 +6,12 @@ both are given explicitly on the command line so a step's arguments say what it 
 """
 from __future__ import annotations
 
+from pathlib import Path
 from typing import Iterable
 
 from ..errors import UserError
+
+REPO_ROOT = Path(__file__).resolve().parent.parent.parent.parent
 
 # stage -> (profile key of its input, profile key of its output)
 STAGE_IO: dict[str, tuple[str, str]] = {
@@ -61,3 +64,15 @@ def stage_args(cfg, stage: str, config_arg: str) -> list[str]:
     if stage == "train":
         args += ["--launcher", "spark"]
     return args
+
+
+def stage_files(cfg, stage: str) -> list[tuple[str, Path]]:
+    """Local files a stage's job reads besides the profile, as (flag, path): they travel
+    with the job (``--files``) and the flag names the shipped copy. The quality stage's
+    suite (``quality.suite``, default ``conf/quality.yaml``) is the one today."""
+    if stage != "quality":
+        return []
+    suite = Path(str(cfg.get("quality.suite") or "conf/quality.yaml"))
+    if not suite.is_absolute() and not suite.is_file():
+        suite = REPO_ROOT / suite
+    return [("--suite", suite)] if suite.is_file() else []
