@@ -252,3 +252,32 @@ def test_quality_job_ships_its_suite(aws, build_dir, tmp_path, monkeypatch):
     assert result["request"]["AppSpecification"]["ContainerArguments"][-2:] == [
         "--suite", "/opt/ml/processing/input/files/my-suite.yaml"]
     assert any(u.endswith("/input/files/my-suite.yaml") for u in result["uploads"])
+
+
+def test_wait_follows_the_training_job(aws, build_dir):
+    """The emulator reports a created training job as completed: --wait returns."""
+    bucket = new_bucket(aws)
+    put_features(aws, bucket)
+    lines = []
+    launch_sagemaker(sm_config(aws, bucket), stage="train", wait=True, build_dir=build_dir,
+                     out=lines.append)
+    assert lines[0].startswith("started training job reviewlake-train-")
+    assert lines[-1].endswith("completed")
+
+
+def test_a_failed_job_is_one_line_and_exit_1():
+    from sagemaker.core.utils.exceptions import FailedStatusError
+
+    from reviewlake.launch.sagemaker_jobs import _wait
+
+    def follow():
+        raise FailedStatusError(resource_type="TrainingJob", status="Failed",
+                                reason="AlgorithmError: ExecuteUserScriptError")
+
+    with pytest.raises(UserError) as err:
+        _wait(follow, "training", "reviewlake-train-1")
+    assert err.value.exit_code == 1 and "\n" not in str(err.value)
+    assert str(err.value).startswith("SageMaker training job reviewlake-train-1 did not complete")
+    assert "ExecuteUserScriptError" in str(err.value)
+    with pytest.raises(KeyError):  # anything else is a bug and keeps its traceback
+        _wait(lambda: {}["x"], "training", "reviewlake-train-1")

@@ -114,17 +114,14 @@ def bootstrap_cli_arg(action: dict[str, Any]) -> str:
 def _check_cluster(emr, cluster_id: str, region: str) -> dict[str, Any]:
     from botocore.exceptions import ClientError
 
-    try:
-        with aws_errors(f"describing EMR cluster {cluster_id}"):
-            try:
-                cluster = emr.describe_cluster(ClusterId=cluster_id)["Cluster"]
-            except ClientError as exc:
-                if exc.response.get("Error", {}).get("Code") in (
-                        "InvalidRequestException", "ResourceNotFoundException"):
-                    raise UserError(f"EMR cluster {cluster_id} not found in {region}") from None
-                raise
-    except UserError:
-        raise
+    with aws_errors(f"describing EMR cluster {cluster_id}"):
+        try:
+            cluster = emr.describe_cluster(ClusterId=cluster_id)["Cluster"]
+        except ClientError as exc:
+            if exc.response.get("Error", {}).get("Code") in (
+                    "InvalidRequestException", "ResourceNotFoundException"):
+                raise UserError(f"EMR cluster {cluster_id} not found in {region}") from None
+            raise
     state = cluster.get("Status", {}).get("State")
     if state not in ACTIVE_CLUSTER_STATES:
         raise UserError(f"EMR cluster {cluster_id} is {state}; steps can only be added to a "

@@ -221,8 +221,9 @@ def _int(cfg, key: str, minimum: int = 1) -> int:
 
 # --------------------------------------------------------------------------- processing
 
-def processing_job(cfg, stage: str, session, build_dir: Path, wait: bool) -> None:
-    """Run (start) one Spark stage as a processing job through ``session``."""
+def processing_job(cfg, stage: str, session, build_dir: Path) -> Callable[[], None]:
+    """Start one Spark stage as a processing job through ``session``; returns a function
+    that follows the job (its logs) to the end."""
     from sagemaker.core.spark import PySparkProcessor
 
     p = "sagemaker.processing"
@@ -268,9 +269,8 @@ def processing_job(cfg, stage: str, session, build_dir: Path, wait: bool) -> Non
                       arguments=args, wait=False, logs=False,
                       configuration=configuration or None,
                       spark_event_logs_s3_uri=str(events) if events else None)
-    if wait:
-        _wait(lambda: _wait_processing(session, processor.latest_job.processing_job_name),
-              "processing", processor.latest_job.processing_job_name)
+    name = processor.latest_job.processing_job_name
+    return lambda: _wait_processing(session, name)
 
 
 def _wait_processing(session, name: str) -> None:
@@ -279,12 +279,17 @@ def _wait_processing(session, name: str) -> None:
     logs_for_processing_job(sagemaker_session=session, job_name=name, wait=True)
 
 
+# What the SDK raises when a job it follows fails, stops or times out.
+JOB_FAILURES = ("UnexpectedStatusException", "CapacityError", "FailedStatusError",
+                "TimeoutExceededError", "WaiterError")
+
+
 def _wait(follow: Callable[[], None], kind: str, name: str) -> None:
     try:
         follow()
-    except UserError:
-        raise
-    except Exception as exc:  # the SDK raises its own exception types for failed jobs
+    except Exception as exc:
+        if type(exc).__name__ not in JOB_FAILURES:
+            raise
         first = str(exc).strip().splitlines()[0] if str(exc).strip() else type(exc).__name__
         raise UserError(f"SageMaker {kind} job {name} did not complete: {first}",
                         exit_code=1) from None
@@ -480,18 +485,17 @@ class TrainJob:
                         "mpi_options": self.mpi_options}}
 
 
-def training_job(cfg, session, aws: Aws, build_dir: Path, wait: bool, dry_run: bool,
-                 s3=None) -> TrainJob:
+def training_job(cfg, session, aws: Aws, build_dir: Path, dry_run: bool,
+                 s3=None) -> tuple[TrainJob, Callable[[], None]]:
+    """Start the training job; returns its settings and a function that follows it."""
     job = TrainJob.from_config(cfg, aws.region, s3, dry_run)
     validate = bool(cfg.get("sagemaker.validate_role", True)) and not dry_run
     with _role_validation(validate), _sdk_errors("sagemaker.train"):
         trainer = job.model_trainer(session, build_dir)
     with aws_errors("starting the train training job"), _sdk_errors("sagemaker.train"):
         trainer.train(input_data_config=job.input_channels(), wait=False, logs=False)
-    if wait:
-        started = trainer._latest_training_job
-        _wait(lambda: started.wait(logs=True), "training", started.training_job_name)
-    return job
+    started = trainer._latest_training_job  # the SDK's handle on the job it created
+    return job, lambda: started.wait(logs=True)
 
 
 @contextlib.contextmanager
@@ -532,8 +536,9 @@ def _sdk_errors(section: str):
 def launch_sagemaker(cfg, *, stage: str, wait: bool = False, dry_run: bool = False,
                      build_dir: str | Path = "build", aws: Aws | None = None,
                      out: Callable[[str], None] = print) -> dict[str, Any]:
-    """Start one stage as a SageMaker job; returns ``{"operation", "request", "uploads"}``
-    (the create request as sent, or as it would have been sent with ``dry_run``)."""
+    """Start one stage as a SageMaker job (and follow it with ``wait``); returns
+    ``{"operation", "request", "uploads", ["distribution"]}``: the create request as sent (or,
+    with ``dry_run``, as it would have been sent, and the uploads that would have been made)."""
     if stage not in STAGES:
         raise UserError(f"unknown stage {stage!r} (one of {', '.join(STAGES)})")
     _role(cfg)
@@ -546,23 +551,22 @@ def launch_sagemaker(cfg, *, stage: str, wait: bool = False, dry_run: bool = Fal
     session, recorder = sagemaker_session(aws, cfg, code_prefix, dry_run)
     extra: dict[str, Any] = {}
     if stage in SPARK_STAGES:
-        operation = "CreateProcessingJob"
-        processing_job(cfg, stage, session, build_dir, wait)
+        kind, operation = "processing", "CreateProcessingJob"
+        follow = processing_job(cfg, stage, session, build_dir)
     else:
-        operation = "CreateTrainingJob"
+        kind, operation = "training", "CreateTrainingJob"
         s3 = None if dry_run else S3(session.boto_session.client("s3", region_name=aws.region))
-        extra["distribution"] = training_job(cfg, session, aws, build_dir, wait, dry_run,
-                                             s3).distribution()
+        job, follow = training_job(cfg, session, aws, build_dir, dry_run, s3)
+        extra["distribution"] = job.distribution()
     request = recorder.last(operation)
     result = {"operation": operation, "request": request, "uploads": recorder.uploads, **extra}
     name = request.get("ProcessingJobName") or request.get("TrainingJobName")
     if dry_run:
         out(json.dumps({"operation": operation, "request": request, **extra,
                         "would_upload": recorder.uploads}, indent=2, default=str))
-    else:
-        kind = "processing" if stage in SPARK_STAGES else "training"
-        out(f"started {kind} job {name} in {aws.region} "
-            f"(reviewlake {__version__}, stage {stage})")
-        if wait:
-            out(f"{name}: completed")
+        return result
+    out(f"started {kind} job {name} in {aws.region} (reviewlake {__version__}, stage {stage})")
+    if wait:
+        _wait(follow, kind, name)
+        out(f"{kind} job {name} completed")
     return result
