@@ -107,6 +107,7 @@ def test_steps_on_the_cluster_and_code_in_s3(aws, build_dir):
     assert "spark.task.maxFailures=1" in train_args  # emr.submit_options.train
     assert "spark.task.maxFailures=1" not in by_name["reviewlake ingest"]["Config"]["Args"]
     assert any(cluster in line and "reviewlake train" in line for line in lines)
+    assert not list((build_dir / "launch").glob("profile-*"))  # this launch's copy is gone
 
 
 def test_dry_run_prints_add_steps_json_and_ships_nothing(aws, build_dir):

@@ -15,6 +15,7 @@ import os
 import shutil
 import subprocess
 import sys
+import tempfile
 import zipfile
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -178,17 +179,27 @@ class Bundle:
         return bundle
 
     def build(self, cfg) -> "Bundle":
-        """Build the zip, the wheel and the resolved profile where :meth:`plan` put them."""
+        """Build the zip and the wheel where :meth:`plan` put them, and write the resolved
+        profile (in a directory of its own: launches with other settings may run at once)."""
         build_zip(self.files[self.zip_uri].parent)
         build_wheel(self.files[self.wheel_uri].parent)
-        write_profile(cfg, self.files[self.profile_uri])
+        planned = self.files[self.profile_uri]
+        planned.parent.mkdir(parents=True, exist_ok=True)
+        own = Path(tempfile.mkdtemp(prefix="profile-", dir=planned.parent)) / planned.name
+        self.files[self.profile_uri] = write_profile(cfg, own)
         missing = [str(p) for p in self.files.values() if not p.is_file()]
         if missing:
             raise UserError(f"cannot ship {missing[0]}: no such file")
         return self
 
     def upload(self, s3) -> list[str]:
-        """Upload every file (an :class:`~reviewlake.launch.aws.S3`); returns the URIs."""
-        for uri, path in self.files.items():
-            s3.upload(str(path), uri)
+        """Upload every file (an :class:`~reviewlake.launch.aws.S3`); returns the URIs.
+        The resolved profile's local copy is removed afterwards."""
+        try:
+            for uri, path in self.files.items():
+                s3.upload(str(path), uri)
+        finally:
+            profile = self.files[self.profile_uri]
+            if profile.parent.name.startswith("profile-"):
+                shutil.rmtree(profile.parent, ignore_errors=True)
         return list(self.files)

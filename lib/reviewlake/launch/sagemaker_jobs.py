@@ -30,6 +30,7 @@ import logging
 import os
 import re
 import shutil
+import tempfile
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any, Callable
@@ -250,7 +251,9 @@ def processing_job(cfg, stage: str, session, build_dir: Path) -> Callable[[], No
     except ValueError as exc:  # no image for that version / instance type
         raise UserError(f"sagemaker.processing: {exc}") from None
 
-    profile = write_profile(cfg, build_dir / "launch" / profile_name(cfg))
+    (build_dir / "launch").mkdir(parents=True, exist_ok=True)
+    own = Path(tempfile.mkdtemp(prefix="profile-", dir=build_dir / "launch"))
+    profile = write_profile(cfg, own / profile_name(cfg))  # this launch's settings only
     zip_path = build_zip(build_dir)
     jars = profile_jars(cfg, with_jars_dir=False) + \
         [str(j) for j in cfg.get(f"{p}.jars") or []]
@@ -262,13 +265,17 @@ def processing_job(cfg, stage: str, session, build_dir: Path) -> Callable[[], No
     events = cfg.get(f"{p}.spark_event_logs")
     if events:
         parse_s3_uri(str(events))
-    with aws_errors(f"starting the {stage} processing job"), _sdk_errors("sagemaker.processing"):
-        processor.run(submit_app=str(app), submit_py_files=[str(zip_path)],
-                      submit_jars=jars or None,
-                      submit_files=[str(profile)] + [str(path) for _, path in extra],
-                      arguments=args, wait=False, logs=False,
-                      configuration=configuration or None,
-                      spark_event_logs_s3_uri=str(events) if events else None)
+    try:
+        with aws_errors(f"starting the {stage} processing job"), \
+                _sdk_errors("sagemaker.processing"):
+            processor.run(submit_app=str(app), submit_py_files=[str(zip_path)],
+                          submit_jars=jars or None,
+                          submit_files=[str(profile)] + [str(path) for _, path in extra],
+                          arguments=args, wait=False, logs=False,
+                          configuration=configuration or None,
+                          spark_event_logs_s3_uri=str(events) if events else None)
+    finally:
+        shutil.rmtree(own, ignore_errors=True)  # the SDK staged its own copy
     name = processor.latest_job.processing_job_name
     return lambda: _wait_processing(session, name)
 
@@ -338,10 +345,10 @@ def train_requirements() -> list[str]:
 
 
 def train_source_dir(build_dir: Path) -> Path:
-    """The training job's code: the entry script, the packaged library, requirements.txt."""
-    src = build_dir / "sagemaker-train"
-    shutil.rmtree(src, ignore_errors=True)
-    src.mkdir(parents=True)
+    """The training job's code: the entry script, the packaged library, requirements.txt
+    (in a directory of its own, which the caller removes once the SDK uploaded it)."""
+    build_dir.mkdir(parents=True, exist_ok=True)
+    src = Path(tempfile.mkdtemp(prefix="sagemaker-train-", dir=build_dir))
     shutil.copy2(JOBS_DIR / TRAIN_ENTRY, src / TRAIN_ENTRY)
     shutil.copy2(build_zip(build_dir), src)
     (src / "requirements.txt").write_text("\n".join(train_requirements()) + "\n")
@@ -448,7 +455,7 @@ class TrainJob:
         return [channel("train", "ShardedByS3Key")] + \
             [channel(n, "FullyReplicated") for n in ("meta", "tokenizer", "validation", "test")]
 
-    def model_trainer(self, session, build_dir: Path):
+    def model_trainer(self, session, source_dir: Path):
         from sagemaker.core.shapes import MetricDefinition
         from sagemaker.core.training.configs import (CheckpointConfig, Compute,
                                                      OutputDataConfig, SourceCode,
@@ -462,7 +469,7 @@ class TrainJob:
         trainer = ModelTrainer(
             sagemaker_session=session, role=self.role, base_job_name="reviewlake-train",
             training_image=self.image, training_input_mode=self.input_mode,
-            source_code=SourceCode(source_dir=str(train_source_dir(build_dir)),
+            source_code=SourceCode(source_dir=str(source_dir),
                                    entry_script=TRAIN_ENTRY, requirements="requirements.txt"),
             distributed=MPI(process_count_per_node=self.processes_per_host,
                             mpi_additional_options=self.mpi_options),
@@ -490,10 +497,14 @@ def training_job(cfg, session, aws: Aws, build_dir: Path, dry_run: bool,
     """Start the training job; returns its settings and a function that follows it."""
     job = TrainJob.from_config(cfg, aws.region, s3, dry_run)
     validate = bool(cfg.get("sagemaker.validate_role", True)) and not dry_run
-    with _role_validation(validate), _sdk_errors("sagemaker.train"):
-        trainer = job.model_trainer(session, build_dir)
-    with aws_errors("starting the train training job"), _sdk_errors("sagemaker.train"):
-        trainer.train(input_data_config=job.input_channels(), wait=False, logs=False)
+    source_dir = train_source_dir(build_dir)
+    try:
+        with _role_validation(validate), _sdk_errors("sagemaker.train"):
+            trainer = job.model_trainer(session, source_dir)
+        with aws_errors("starting the train training job"), _sdk_errors("sagemaker.train"):
+            trainer.train(input_data_config=job.input_channels(), wait=False, logs=False)
+    finally:
+        shutil.rmtree(source_dir, ignore_errors=True)  # uploaded (or never to be)
     started = trainer._latest_training_job  # the SDK's handle on the job it created
     return job, lambda: started.wait(logs=True)
 
