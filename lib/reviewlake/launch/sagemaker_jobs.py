@@ -169,6 +169,8 @@ def sagemaker_session(aws: Aws, cfg, code_prefix: str, dry_run: bool = False):
         boto_session = aws.session()
     for name in ("sagemaker", "sagemaker.config"):  # our own lines say what happened
         logging.getLogger(name).setLevel(logging.WARNING)
+    # "No region provided. Using default region.": it does use the session's region
+    logging.getLogger("sagemaker.core.utils.utils").setLevel(logging.ERROR)
     recorder = Recorder(dry_run, aws.region)
     recorder.attach(boto_session)
     bucket, key = parse_s3_uri(code_prefix)
