@@ -62,9 +62,32 @@ def table(title: str, header: list[str], rows: list[list[object]]) -> str:
     return "\n".join([f"### {title}", "", line, sep, *body])
 
 
+def goal(name: str, value: float, target: float, higher_is_better: bool = True) -> dict:
+    """One goal of a benchmark: a measured ratio against its target."""
+    met = value >= target if higher_is_better else value <= target
+    return {"name": name, "value": round(value, 3), "target": target,
+            "op": ">=" if higher_is_better else "<=", "met": bool(met)}
+
+
+def goal_lines(goals: list[dict]) -> str:
+    return "\n".join(f"goal: {g['name']} {g['op']} {g['target']} -> {g['value']:.2f} "
+                     f"({'met' if g['met'] else 'MISSED'})" for g in goals)
+
+
+def versions() -> dict:
+    out = {}
+    for mod in ("pyspark", "pyarrow", "pandas", "tensorflow", "horovod", "transformers", "tokenizers"):
+        try:
+            out[mod] = __import__(mod).__version__
+        except Exception:
+            pass
+    return out
+
+
 def save(name: str, result: dict) -> Path:
+    """Keep a benchmark's result for RESULTS.md: needs "table" (markdown) and "goals"."""
     out = WORK / "results" / f"{name}.json"
     out.parent.mkdir(parents=True, exist_ok=True)
-    result = dict(result, machine=machine())
+    result = dict(result, machine=machine(), versions=versions(), benchmark=name)
     out.write_text(json.dumps(result, indent=2, default=str) + "\n")
     return out
