@@ -75,11 +75,15 @@ def goal_lines(goals: list[dict]) -> str:
 
 
 def versions() -> dict:
+    """Installed versions of the stack (from package metadata: nothing is imported)."""
+    from importlib.metadata import PackageNotFoundError, version
+
     out = {}
-    for mod in ("pyspark", "pyarrow", "pandas", "tensorflow", "horovod", "transformers", "tokenizers"):
+    for dist in ("pyspark", "pyarrow", "pandas", "tensorflow-cpu", "horovod", "transformers",
+                 "tokenizers", "pydeequ"):
         try:
-            out[mod] = __import__(mod).__version__
-        except Exception:
+            out[dist] = version(dist)
+        except PackageNotFoundError:
             pass
     return out
 
