@@ -16,6 +16,7 @@ HVD_ENV     := PATH="$(CURDIR)/$(BIN):$$PATH" HOROVOD_WITH_TENSORFLOW=1 HOROVOD_
 	       HOROVOD_WITHOUT_PYTORCH=1 HOROVOD_WITHOUT_MXNET=1 MAKEFLAGS=-j$(shell nproc 2>/dev/null || echo 2)
 DEMO_FLAGS  ?=
 PYTEST_ARGS ?=
+BENCH_ARGS  ?=
 
 .PHONY: setup demo demo-run test bench check-env jars clean
 
@@ -54,7 +55,7 @@ test: setup
 	$(BIN)/python -m pytest tests $(PYTEST_ARGS)
 
 bench: setup
-	$(BIN)/python benchmarks/run_all.py
+	$(BIN)/python benchmarks/run_all.py $(BENCH_ARGS)
 
 jars:
 	jars/fetch.sh

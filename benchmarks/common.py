@@ -62,9 +62,36 @@ def table(title: str, header: list[str], rows: list[list[object]]) -> str:
     return "\n".join([f"### {title}", "", line, sep, *body])
 
 
+def goal(name: str, value: float, target: float, higher_is_better: bool = True) -> dict:
+    """One goal of a benchmark: a measured ratio against its target."""
+    met = value >= target if higher_is_better else value <= target
+    return {"name": name, "value": round(value, 3), "target": target,
+            "op": ">=" if higher_is_better else "<=", "met": bool(met)}
+
+
+def goal_lines(goals: list[dict]) -> str:
+    return "\n".join(f"goal: {g['name']} {g['op']} {g['target']} -> {g['value']:.2f} "
+                     f"({'met' if g['met'] else 'MISSED'})" for g in goals)
+
+
+def versions() -> dict:
+    """Installed versions of the stack (from package metadata: nothing is imported)."""
+    from importlib.metadata import PackageNotFoundError, version
+
+    out = {}
+    for dist in ("pyspark", "pyarrow", "pandas", "tensorflow-cpu", "horovod", "transformers",
+                 "tokenizers", "pydeequ"):
+        try:
+            out[dist] = version(dist)
+        except PackageNotFoundError:
+            pass
+    return out
+
+
 def save(name: str, result: dict) -> Path:
+    """Keep a benchmark's result for RESULTS.md: needs "table" (markdown) and "goals"."""
     out = WORK / "results" / f"{name}.json"
     out.parent.mkdir(parents=True, exist_ok=True)
-    result = dict(result, machine=machine())
+    result = dict(result, machine=machine(), versions=versions(), benchmark=name)
     out.write_text(json.dumps(result, indent=2, default=str) + "\n")
     return out

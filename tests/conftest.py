@@ -25,7 +25,7 @@ def pytest_configure(config):
     config.addinivalue_line("markers", "slow: starts its own JVM or runs a stage end to end")
 
 
-def test_config(**extra) -> Config:
+def config_for_tests(**extra) -> Config:
     cfg = Config.load(ROOT / "conf" / "local.yaml", [
         "spark.master=local[2]", "spark.shuffle_partitions=4", "spark.driver_memory=2g",
         "spark.log_level=ERROR",
@@ -65,7 +65,7 @@ def s3a_jars() -> list[str]:
 def spark():
     from reviewlake.session import get_spark
 
-    session = get_spark(test_config(**{"spark.jars": s3a_jars()}), "tests")
+    session = get_spark(config_for_tests(**{"spark.jars": s3a_jars()}), "tests")
     yield session
     session.stop()
 

@@ -10,13 +10,17 @@ from conftest import ROOT
 
 
 @pytest.mark.slow
-def test_ingest_benchmark_prints_its_ratio(tmp_path):
+def test_run_all_writes_results_with_the_ingest_ratio(tmp_path):
     env = dict(os.environ, REVIEWLAKE_BENCH_DIR=str(tmp_path))
-    proc = subprocess.run([sys.executable, "benchmarks/ingest.py", "--rows", "20000",
-                           "--repeats", "1"], cwd=ROOT, env=env, capture_output=True,
+    out = tmp_path / "RESULTS.md"
+    proc = subprocess.run([sys.executable, "benchmarks/run_all.py", "--quick", "--only", "ingest",
+                           "--output", str(out)], cwd=ROOT, env=env, capture_output=True,
                           text=True, timeout=900)
-    assert proc.returncode == 0, proc.stderr[-3000:]
-    assert "| side" in proc.stdout and "goal: ingest >= 0.9x" in proc.stdout
+    assert proc.returncode == 0, proc.stdout[-3000:] + proc.stderr[-3000:]
+    assert "| side" in proc.stdout
+    assert "goal: ingest rows/s / plain csv->parquet rows/s >= 0.9" in proc.stdout
     result = json.loads((tmp_path / "results" / "ingest.json").read_text())
-    assert result["rows"] == 20000 and result["ratio"] > 0
-    assert result["machine"]["cores"] >= 1
+    assert result["rows"] == 20000 and result["ratio"] > 0 and result["goals"][0]["target"] == 0.9
+    assert result["machine"]["cores"] >= 1 and "pyspark" in result["versions"]
+    text = out.read_text()
+    assert "## Goals" in text and "| ingest |" in text and "reviewlake ingest" in text

@@ -36,6 +36,11 @@ CASES = [
     (good("R14", body="stray\rreturn"), "carriage_return"),
     (good("R15") + "\r", "carriage_return"),                           # CRLF line ending
     (good("R16", stars=" 5"), "bad_integer"),
+    (good("R17", helpful="+3"), "bad_integer"),
+    (good("R18", total="007"), "bad_integer"),
+    (good("R19", date="2015-8-5"), "bad_date"),
+    (good("R20", date="2015-08-05 "), "bad_date"),
+    (good("R21", helpful="-1", total="0"), None),                      # negative: semantic
 ]
 
 
@@ -114,7 +119,7 @@ def test_report_is_written(mixed):
     saved = json.loads((lake / "_reports" / "ingest.json").read_text())
     assert saved["run_id"] == report["run_id"]
     assert (lake / "_reports" / "runs" / f"ingest-{report['run_id']}.json").exists()
-    assert saved["by_reason"]["bad_integer"] == 4
+    assert saved["by_reason"]["bad_integer"] == 6 and saved["by_reason"]["bad_date"] == 4
     assert saved["files"][0]["rows_read"] == len(CASES)
 
 

@@ -23,12 +23,18 @@ def register(sub) -> None:
 
 
 def cmd_generate(args: argparse.Namespace) -> int:
-    from . import generate
-
     cfg = load_config(args, {
         "generate.rows": args.rows, "data.raw": args.output, "generate.seed": args.seed,
         "generate.defects": args.defects, "generate.files": args.files, "generate.gzip": args.gzip,
     })
+    print(summary(run(cfg)))
+    return 0
+
+
+def run(cfg, spark=None) -> dict:
+    """The stage from a loaded profile; returns its result (also used by the pipeline)."""
+    from . import generate
+
     g = cfg.section("generate")
     out = cfg.get("data.raw")
     if is_remote(str(out)):
@@ -36,6 +42,9 @@ def cmd_generate(args: argparse.Namespace) -> int:
     result = generate(rows=int(g.get("rows", 10000)), output=out, seed=int(g.get("seed", 42)),
                       defects=bool(g.get("defects", False)), files=int(g.get("files", 1)),
                       gzip=bool(g.get("gzip", False)))
-    print(f"generated {result.rows} lines ({result.good_rows} well-formed) in "
-          f"{len(result.files)} files under {result.output} in {result.seconds:.1f}s")
-    return 0
+    return result.to_dict()
+
+
+def summary(result: dict) -> str:
+    return (f"generated {result['lines']} lines ({result['good_rows']} well-formed) in "
+            f"{len(result['files'])} files under {result['output']} in {result['seconds']:.1f}s")

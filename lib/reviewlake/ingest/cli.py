@@ -53,16 +53,26 @@ def _check_local_output(path: str) -> None:
 
 
 def cmd_ingest(args: argparse.Namespace) -> int:
-    from ..session import get_spark
-    from .job import IngestOptions, run_ingest
-
     cfg = load_config(args, {
         "ingest.input": args.input, "data.lake": args.output, "ingest.mode": args.mode,
         "ingest.max_split_bytes": args.max_split_bytes,
         "ingest.files_per_category": args.files_per_category,
     })
+    print(summary(run(cfg)))
+    return 0
+
+
+def inputs_of(cfg) -> list[str]:
     inputs = cfg.get("ingest.input") or cfg.get("data.raw")
-    inputs = [inputs] if isinstance(inputs, str) else list(inputs or [])
+    return [inputs] if isinstance(inputs, str) else list(inputs or [])
+
+
+def run(cfg, spark=None) -> dict:
+    """The stage from a loaded profile; returns its report (also used by the pipeline)."""
+    from ..session import get_spark
+    from .job import IngestOptions, run_ingest
+
+    inputs = inputs_of(cfg)
     lake = cfg.get("data.lake")
     if not inputs:
         raise UserError("no input given: pass --input PATH or set data.raw in the profile")
@@ -75,13 +85,11 @@ def cmd_ingest(args: argparse.Namespace) -> int:
         max_split_bytes=cfg.get("ingest.max_split_bytes"),
         files_per_category=cfg.get("ingest.files_per_category"),
     )
-    spark = get_spark(cfg, "ingest")
-    report = run_ingest(spark, inputs, lake, opts)
-    print(format_ingest_report(report))
-    return 0
+    spark = spark or get_spark(cfg, "ingest")
+    return run_ingest(spark, inputs, lake, opts)
 
 
-def format_ingest_report(report: dict[str, Any]) -> str:
+def summary(report: dict[str, Any]) -> str:
     lines = [f"ingest {report['status']}: run {report['run_id']} ({report['mode']}) "
              f"into {report['lake']}"]
     if report["status"] == "nothing_new":

@@ -23,8 +23,6 @@ from ..schema import (DATE_FORMAT, HEADER_LINE, LAKE_COLUMNS, N_COLUMNS,
 
 REASONS = ("empty_line", "invalid_utf8", "carriage_return", "too_few_fields",
            "too_many_fields", "bad_integer", "bad_date")
-INT_PATTERN = r"^-?[0-9]{1,10}$"
-DATE_PATTERN = r"^[0-9]{4}-[0-9]{2}-[0-9]{2}$"
 
 # Internal columns carried from the scan (underscored: they never reach the lake).
 LINE = "_line"
@@ -108,10 +106,16 @@ def classify(lines: DataFrame) -> DataFrame:
         if kind not in ("int", "date"):
             continue
         raw = _field(i)
-        pattern = INT_PATTERN if kind == "int" else DATE_PATTERN
         flag = f"_f_{name}"
-        # Empty means null (as Spark's csv reader has it); anything else must parse.
-        flags[flag] = (raw != "") & (~raw.rlike(pattern) | values[name].isNull())
+        # Empty means null (as Spark's csv reader has it); anything else must parse, strictly:
+        # an integer must be written canonically (no sign, space, decimal point or leading
+        # zero: it survives int -> string unchanged), a date exactly as yyyy-MM-dd (the
+        # parser is strict: no single-digit month, no 30 February, no trailing text).
+        if kind == "int":
+            flags[flag] = (raw != "") & (values[name].isNull()
+                                         | (values[name].cast("string") != raw))
+        else:
+            flags[flag] = (raw != "") & values[name].isNull()
         what = "not an integer" if kind == "int" else "not a yyyy-MM-dd date"
         checks.append((flag, "bad_integer" if kind == "int" else "bad_date", f"{name} {what}", i))
 

@@ -76,14 +76,20 @@ def spec_from_config(cfg, allow_s3: bool = False) -> TrainSpec:
 
 
 def cmd_train(args: argparse.Namespace) -> int:
-    os.environ.setdefault("TF_CPP_MIN_LOG_LEVEL", "2")  # before Horovod loads TensorFlow
-    from .launch import run_horovodrun, run_spark
-    from .meta import load_features
-
     flags = {f"train.{key}": getattr(args, attr) for key, attr in FLAGS.items()}
     flags.update({"data.features": args.input, "data.model": args.output, "train.np": args.np,
                   "train.hosts": args.hosts, "train.launcher": args.launcher})
     cfg = load_config(args, flags)
+    print(summary(run(cfg)))
+    return 0
+
+
+def run(cfg, spark=None) -> dict:
+    """The stage from a loaded profile; returns metrics.json (also used by the pipeline)."""
+    os.environ.setdefault("TF_CPP_MIN_LOG_LEVEL", "2")  # before Horovod loads TensorFlow
+    from .launch import run_horovodrun, run_spark
+    from .meta import load_features
+
     launcher = cfg.get("train.launcher") or "horovodrun"
     spec = spec_from_config(cfg, allow_s3=launcher == "spark")
     in_s3 = is_s3(spec.input) or is_s3(spec.output)
@@ -104,19 +110,20 @@ def cmd_train(args: argparse.Namespace) -> int:
     if launcher == "spark":
         from ..session import get_spark
 
-        metrics = run_spark(get_spark(cfg, "train"), spec, np)
+        metrics = run_spark(spark or get_spark(cfg, "train"), spec, np)
     else:
         code = run_horovodrun(spec, np, cfg.get("train.hosts"), cfg.get("train.controller", "auto"))
         if code != 0:
             raise UserError(f"training failed (exit {code}); the log above says why", exit_code=1)
-    if not in_s3:
+    if not in_s3:  # with S3 the metrics come back from rank 0 (run_spark)
         with open(os.path.join(spec.output, "metrics.json"), encoding="utf-8") as fh:
             metrics = json.load(fh)
-    print(format_summary(metrics, spec.output))
-    return 0
+    metrics["output"] = spec.output
+    return metrics
 
 
-def format_summary(m: dict, out: str) -> str:
+def summary(m: dict) -> str:
+    out = m["output"]
     return (f"train ok: {m['world_size']} process(es), {m['epochs']} epochs, "
             f"{m['samples_per_second']:.0f} samples/s\n"
             f"  train      loss {m['train']['loss']:.4f}  accuracy {m['train']['accuracy']:.4f}\n"

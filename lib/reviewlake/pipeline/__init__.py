@@ -1,0 +1,1 @@
+"""``reviewlake pipeline``: the stages in order, with step caching and a closing summary."""
