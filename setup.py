@@ -49,6 +49,7 @@ setup(
     python_requires=">=3.11,<3.12",
     package_dir={"": "lib"},
     packages=find_packages("lib"),
+    package_data={"reviewlake.launch": ["*.sh"]},  # the EMR bootstrap action
     install_requires=[
         "numpy==1.26.4",
         "pandas>=2.2,<4",

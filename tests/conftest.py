@@ -70,20 +70,21 @@ def spark():
     session.stop()
 
 
+AWS_REGION = "us-east-1"
+
+
 @pytest.fixture(scope="session")
-def moto_s3():
-    """A local S3 API (moto in server mode on 127.0.0.1); never real AWS."""
+def moto_server(tmp_path_factory):
+    """A local AWS API emulator (moto in server mode on 127.0.0.1: S3, EMR, SageMaker, STS,
+    IAM, ...), one per test run; never real AWS."""
     import socket
     import time
-
-    import boto3
 
     with socket.socket() as sock:
         sock.bind(("127.0.0.1", 0))
         port = sock.getsockname()[1]
     proc = subprocess.Popen([str(VENV_BIN / "moto_server"), "-H", "127.0.0.1", "-p", str(port)],
                             stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
-    endpoint = f"http://127.0.0.1:{port}"
     deadline = time.time() + 30
     while time.time() < deadline:
         try:
@@ -94,11 +95,67 @@ def moto_s3():
     else:
         proc.kill()
         pytest.fail("moto_server did not start")
-    client = boto3.client("s3", endpoint_url=endpoint, region_name="us-east-1",
-                          aws_access_key_id="testing", aws_secret_access_key="testing")
-    yield {"endpoint": endpoint, "client": client}
+    yield f"http://127.0.0.1:{port}"
     proc.terminate()
     proc.wait(timeout=10)
+
+
+def emulator_env(endpoint: str, home: Path) -> dict[str, str]:
+    """Environment that sends every AWS client to the emulator with fake credentials.
+
+    Explicit endpoint (AWS_ENDPOINT_URL, honoured by botocore for every service), fake keys,
+    no shared config or credential files, no instance-metadata lookups, no SageMaker SDK
+    defaults of the user's, and a dead proxy for anything else (telemetry, a stray https://*.
+    amazonaws.com call): only 127.0.0.1 is reachable."""
+    sm_config = home / "sagemaker-config.yaml"  # the SDK's defaults: none
+    sm_config.parent.mkdir(parents=True, exist_ok=True)
+    sm_config.write_text("SchemaVersion: '1.0'\n")
+    return {
+        "AWS_ACCESS_KEY_ID": "testing", "AWS_SECRET_ACCESS_KEY": "testing",
+        "AWS_SESSION_TOKEN": "testing", "AWS_DEFAULT_REGION": AWS_REGION,
+        "AWS_REGION": AWS_REGION, "AWS_ENDPOINT_URL": endpoint,
+        "AWS_CONFIG_FILE": str(home / "aws-config-absent"),
+        "AWS_SHARED_CREDENTIALS_FILE": str(home / "aws-credentials-absent"),
+        "AWS_EC2_METADATA_DISABLED": "true",
+        "SAGEMAKER_USER_CONFIG_OVERRIDE": str(sm_config),
+        "SAGEMAKER_ADMIN_CONFIG_OVERRIDE": str(sm_config),
+        "HTTPS_PROXY": "http://127.0.0.1:9", "HTTP_PROXY": "http://127.0.0.1:9",
+        "https_proxy": "http://127.0.0.1:9", "http_proxy": "http://127.0.0.1:9",
+        "NO_PROXY": "127.0.0.1,localhost", "no_proxy": "127.0.0.1,localhost",
+    }
+
+
+@pytest.fixture()
+def aws(moto_server, monkeypatch, tmp_path):
+    """This test's process talks to the emulator only; ``clients`` are boto3 clients on it."""
+    import boto3
+
+    env = emulator_env(moto_server, tmp_path / "home")
+    for key, value in env.items():
+        monkeypatch.setenv(key, value)
+    monkeypatch.delenv("AWS_PROFILE", raising=False)
+
+    class Emulator:
+        endpoint = moto_server
+        region = AWS_REGION
+        environ = env
+
+        @staticmethod
+        def client(service: str):
+            return boto3.client(service, endpoint_url=moto_server, region_name=AWS_REGION,
+                                aws_access_key_id="testing", aws_secret_access_key="testing")
+
+    return Emulator
+
+
+@pytest.fixture(scope="session")
+def moto_s3(moto_server):
+    """The emulator's S3 (kept for the s3a tests): endpoint and a client."""
+    import boto3
+
+    client = boto3.client("s3", endpoint_url=moto_server, region_name=AWS_REGION,
+                          aws_access_key_id="testing", aws_secret_access_key="testing")
+    return {"endpoint": moto_server, "client": client}
 
 
 @pytest.fixture()

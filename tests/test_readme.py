@@ -13,8 +13,11 @@ VENV = str(VENV_BIN.parent)
 
 
 def readme_commands():
+    """Lines of the untagged code blocks; blocks with a language (```bash for commands that
+    need an AWS account, ```python, ```dockerfile) are documentation only."""
     text = (ROOT / "README.md").read_text()
-    blocks = re.findall(r"```\n(.*?)```", text, re.S)
+    blocks = [body for tag, body in re.findall(r"^```(\w*)\n(.*?)^```", text, re.S | re.M)
+              if not tag]
     cmds = []
     for block in blocks:
         for line in block.splitlines():

@@ -63,6 +63,17 @@ def _profile_from_app_args(app_args: list[str]) -> tuple[str | None, list[str]]:
     return profile, overrides
 
 
+def profile_jars(cfg: Config, with_jars_dir: bool = True) -> list[str]:
+    """The jars a job of this profile gets: every jar in ``jars/`` (local runs only: a
+    cluster brings its own Hadoop and AWS jars) and the profile's ``spark.jars``."""
+    return (local_jars() if with_jars_dir else []) + [str(j) for j in (cfg.get("spark.jars") or [])]
+
+
+def profile_packages(cfg: Config) -> list[str]:
+    """Maven coordinates for ``--packages`` (the profile's ``spark.packages``)."""
+    return [str(p) for p in (cfg.get("spark.packages") or [])]
+
+
 def spark_submit_args(argv: Sequence[str], build_dir: str | Path | None = None) -> list[str]:
     from .bundle import build_zip
 
@@ -82,7 +93,7 @@ def spark_submit_args(argv: Sequence[str], build_dir: str | Path | None = None) 
     log4j = log4j_config()
     if local and log4j and _option(opts, "--driver-java-options") is None:
         out += ["--driver-java-options", f"-Dlog4j2.configurationFile={log4j}"]
-    jars = local_jars() + [str(j) for j in (cfg.get("spark.jars") or [])]
+    jars = profile_jars(cfg)
     user_jars = _option(opts, "--jars")
     if jars:
         if user_jars:
@@ -94,7 +105,7 @@ def spark_submit_args(argv: Sequence[str], build_dir: str | Path | None = None) 
                 out += ["--jars", merged]
         else:
             out += ["--jars", ",".join(jars)]
-    packages = cfg.get("spark.packages") or []
+    packages = profile_packages(cfg)
     if packages and _option(opts, "--packages") is None:
         out += ["--packages", ",".join(packages)]
     if not local and _option(opts, "--py-files") is None:

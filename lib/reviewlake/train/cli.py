@@ -9,6 +9,7 @@ import sys
 from ..cli import add_common, load_config
 from ..errors import UserError
 from ..fs import is_remote
+from .remote import is_s3
 from .spec import TrainSpec
 
 # train.<key> in the profile <- flag
@@ -52,7 +53,8 @@ def register(sub) -> None:
     q.set_defaults(func=cmd_predict)
 
 
-def spec_from_config(cfg) -> TrainSpec:
+def spec_from_config(cfg, allow_s3: bool = False) -> TrainSpec:
+    """With ``allow_s3`` (the Spark launcher) input and output may be S3 prefixes."""
     section = dict(cfg.section("train"))
     for key in ("np", "hosts", "launcher", "controller"):
         section.pop(key, None)
@@ -63,9 +65,12 @@ def spec_from_config(cfg) -> TrainSpec:
     if not section["output"]:
         raise UserError("no output given: pass --output MODEL or set data.model")
     for key in ("input", "output"):
+        if allow_s3 and is_s3(str(section[key])):
+            continue
         if is_remote(str(section[key])):
-            raise UserError(f"train reads and writes local (or mounted) paths, got {section[key]}; "
-                            "on SageMaker use reviewlake launch sagemaker --stage train")
+            raise UserError(f"train reads and writes local (or mounted) paths, or S3 with "
+                            f"--launcher spark, got {section[key]}; on SageMaker use "
+                            "reviewlake launch sagemaker --stage train")
         section[key] = os.path.abspath(str(section[key]))
     return TrainSpec.from_dict(section).validate()
 
@@ -85,22 +90,34 @@ def run(cfg, spark=None) -> dict:
     from .launch import run_horovodrun, run_spark
     from .meta import load_features
 
-    spec = spec_from_config(cfg)
-    load_features(spec.input)  # one-line errors before any process starts
+    launcher = cfg.get("train.launcher") or "horovodrun"
+    spec = spec_from_config(cfg, allow_s3=launcher == "spark")
+    in_s3 = is_s3(spec.input) or is_s3(spec.output)
+    if in_s3 and not (is_s3(spec.input) and is_s3(spec.output)):
+        raise UserError(f"--input {spec.input} and --output {spec.output}: with S3, both must "
+                        "be S3 prefixes")
+    if in_s3:
+        from ..launch.aws import aws_errors
+        from .remote import _s3, read_meta
+
+        with aws_errors(f"reading {spec.input}"):
+            read_meta(_s3(), spec.input)  # one-line errors before any process starts
+    else:
+        load_features(spec.input)
     np = int(cfg.get("train.np") or 1)
     if np < 1:
         raise UserError(f"--np must be at least 1, got {np}")
-    launcher = cfg.get("train.launcher") or "horovodrun"
     if launcher == "spark":
         from ..session import get_spark
 
-        run_spark(spark or get_spark(cfg, "train"), spec, np)
+        metrics = run_spark(spark or get_spark(cfg, "train"), spec, np)
     else:
         code = run_horovodrun(spec, np, cfg.get("train.hosts"), cfg.get("train.controller", "auto"))
         if code != 0:
             raise UserError(f"training failed (exit {code}); the log above says why", exit_code=1)
-    with open(os.path.join(spec.output, "metrics.json"), encoding="utf-8") as fh:
-        metrics = json.load(fh)
+    if not in_s3:  # with S3 the metrics come back from rank 0 (run_spark)
+        with open(os.path.join(spec.output, "metrics.json"), encoding="utf-8") as fh:
+            metrics = json.load(fh)
     metrics["output"] = spec.output
     return metrics
 

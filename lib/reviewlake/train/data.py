@@ -27,6 +27,18 @@ def shard_files(files: list[str], rank: int, size: int) -> tuple[list[str], bool
     return files, True
 
 
+def shard_position(mode: str, rank: int, size: int, local_rank: int,
+                   local_size: int) -> tuple[int, int]:
+    """(index, count) a process uses to take its share of the train files it can see:
+    by global rank when every process sees every file ("global"), by local rank when each
+    host holds only its own share ("host", e.g. SageMaker's ShardedByS3Key channels)."""
+    if mode == "host":
+        return local_rank, local_size
+    if mode == "global":
+        return rank, size
+    raise ValueError(f"unknown shard mode {mode!r}")
+
+
 def steps_for(count: int, batch_size: int, size: int) -> int:
     """Steps so that one epoch is one pass over `count` records by `size` processes."""
     return max(1, math.ceil(count / (batch_size * size)))

@@ -11,6 +11,7 @@ import shutil
 import signal
 import subprocess
 import sys
+import uuid
 from pathlib import Path
 
 from ..errors import UserError
@@ -97,22 +98,28 @@ def run_horovodrun(spec: TrainSpec, np: int, hosts: str | None = None,
         raise
 
 
-def _spark_entry(spec_json: str) -> dict:
+def _spark_entry(spec_json: str, run_id: str = "") -> dict:
+    from .remote import is_s3, train_remote
     from .spec import TrainSpec as _Spec
     from .worker import train
 
-    return train(_Spec.from_json(spec_json))
+    spec = _Spec.from_json(spec_json)
+    if is_s3(spec.input) or is_s3(spec.output):
+        return train_remote(spec, run_id)  # executors share no filesystem: stage from/to S3
+    return train(spec)
 
 
 def run_spark(spark, spec: TrainSpec, np: int | None = None) -> dict:
     """One training process per Spark task slot of the active cluster (horovod.spark.run).
 
-    The features and model paths must be visible to every executor (a shared filesystem, or
+    The features and model paths are S3 prefixes (each host stages its share: see
+    :mod:`reviewlake.train.remote`) or visible to every executor (a shared filesystem, or
     local paths on a one-machine cluster)."""
     import horovod.spark
 
     num_proc = np or spark.sparkContext.defaultParallelism
-    results = horovod.spark.run(_spark_entry, args=(spec.to_json(),), num_proc=num_proc,
+    run_id = uuid.uuid4().hex[:12]
+    results = horovod.spark.run(_spark_entry, args=(spec.to_json(), run_id), num_proc=num_proc,
                                 use_gloo=True, stdout=sys.stdout, stderr=sys.stderr,
                                 verbose=1)
     return next((r for r in results if r), {})

@@ -9,6 +9,10 @@ from typing import Any
 from ..errors import UserError
 
 MODEL_SIZES = ("tiny", "distilbert-base")
+# How the train split's files reach the processes: "global": every process sees every file
+# and takes its share by rank; "host": each host holds only its own share of the files
+# (SageMaker's ShardedByS3Key channel) and its processes split that share by local rank.
+SHARD_MODES = ("global", "host")
 
 
 @dataclass
@@ -26,7 +30,9 @@ class TrainSpec:
     freeze_bert: bool = False
     use_amp: bool = False             # mixed precision (float16) on GPUs
     use_xla: bool = False             # XLA JIT compilation
-    resume: bool = False              # continue from MODEL/checkpoints if present
+    resume: bool = False              # continue from the checkpoints if present
+    checkpoint_dir: str | None = None     # default: OUTPUT/checkpoints
+    shard: str = "global"             # see SHARD_MODES
     seed: int = 42
     shuffle_buffer: int = 10000
     lstm_units: int = 50              # the book's head: BiLSTM -> max pool -> dense -> dropout
@@ -45,6 +51,8 @@ class TrainSpec:
             raise UserError(f"--batch-size must be at least 1, got {self.batch_size}")
         if not self.learning_rate > 0:
             raise UserError(f"--learning-rate must be positive, got {self.learning_rate}")
+        if self.shard not in SHARD_MODES:
+            raise UserError(f"shard must be one of {', '.join(SHARD_MODES)}, got {self.shard!r}")
         if self.steps_per_epoch is not None and self.steps_per_epoch < 1:
             raise UserError(f"--steps-per-epoch must be at least 1, got {self.steps_per_epoch}")
         return self

@@ -5,7 +5,9 @@ SageMaker's MPI launcher, or runs alone. Each process:
 
 * pins the GPU of its local rank (when there are GPUs) and turns on mixed precision / XLA
   when asked;
-* reads its own shard of the TFRecords (whole files when there are enough of them);
+* reads its own shard of the TFRecords (whole files when there are enough of them; with
+  ``shard="host"`` its share of the files its host holds, as SageMaker's sharded channels
+  deliver them);
 * trains with ``hvd.DistributedOptimizer`` (gradients averaged by all-reduce), the learning
   rate scaled by the number of processes with a warm-up, the initial state broadcast from
   rank 0 and metrics averaged over processes.
@@ -99,7 +101,7 @@ def train(spec) -> dict:
     length = features.max_seq_length
     tokenizer = DistilBertTokenizerFast.from_pretrained(features.tokenizer_dir)
     out = spec.output
-    ckpt_dir = os.path.join(out, CHECKPOINTS)
+    ckpt_dir = spec.checkpoint_dir or os.path.join(out, CHECKPOINTS)
     if rank == 0:
         os.makedirs(ckpt_dir, exist_ok=True)
         if not spec.resume:
@@ -110,8 +112,12 @@ def train(spec) -> dict:
     steps = spec.steps_per_epoch or data.steps_for(features.count("train"), spec.batch_size, size)
     val_steps = spec.validation_steps or data.steps_for(
         max(1, features.count("validation")), spec.batch_size, size)
-    train_ds = data.make_dataset(features, "train", spec.batch_size, rank, size, shuffle=True,
-                                 repeat=True, seed=spec.seed, shuffle_buffer=spec.shuffle_buffer)
+    # Steps come from the global count either way: each process reads about count/size.
+    shard_index, shard_count = data.shard_position(spec.shard, rank, size, hvd.local_rank(),
+                                                   hvd.local_size())
+    train_ds = data.make_dataset(features, "train", spec.batch_size, shard_index, shard_count,
+                                 shuffle=True, repeat=True, seed=spec.seed,
+                                 shuffle_buffer=spec.shuffle_buffer)
     val_ds = data.make_dataset(features, "validation", spec.batch_size, rank, size, repeat=True)
 
     model = build_model(spec, len(tokenizer), length, features.num_labels)
@@ -138,6 +144,10 @@ def train(spec) -> dict:
         if rank == 0:
             print(f"resuming from {manager.latest_checkpoint} after epoch {initial_epoch}",
                   flush=True)
+    if spec.resume and size > 1:
+        # Hosts need not share a checkpoint directory (SageMaker restores one per host):
+        # every rank continues from rank 0's epoch; its weights follow with the broadcast.
+        initial_epoch, history = hvd_core.broadcast_object((initial_epoch, history), 0)
 
     timings: list[float] = []
 
