@@ -56,7 +56,7 @@ def _setup_logging(quiet: bool) -> None:
 # --------------------------------------------------------------------------- main
 
 # Each stage's package has a cli module whose register(subparsers) adds its sub-command.
-STAGES = ["generate", "ingest"]
+STAGES = ["generate", "ingest", "quality"]
 
 
 def build_parser() -> argparse.ArgumentParser:
