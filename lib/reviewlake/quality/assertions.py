@@ -82,6 +82,13 @@ def parse_assertion(text: Any, params: Mapping[str, Any] | None = None) -> Asser
     raw = str(text).strip()
     if not raw:
         raise AssertionSyntaxError("assertion is empty; write a comparison such as \">= 0.99\"")
+    try:
+        float(raw)
+    except ValueError:
+        pass
+    else:
+        raise AssertionSyntaxError(
+            f"assertion {raw!r} has no operator; write it as \"== {raw}\" (quoted)")
     terms = []
     for part in re.split(r"\s+and\s+", raw):
         m = _TERM.match(part)

@@ -3,8 +3,11 @@ from __future__ import annotations
 
 import argparse
 
+import os
+
 from ..cli import add_common, load_config
 from ..errors import UserError
+from ..fs import is_remote
 
 
 def register(sub) -> None:
@@ -43,6 +46,7 @@ def cmd_quality(args: argparse.Namespace) -> int:
         raise UserError("no input given: pass --input LAKE or set data.lake in the profile")
     if not qdir:
         raise UserError("no output given: pass --output QDIR or set data.quality in the profile")
+    _check_local_lake(str(lake))
     tags = parse_tags(cfg.get("quality.tags") or {})
     tags.update(parse_tags(args.tags or []))
     params = cfg.get("quality.params") or {}
@@ -58,3 +62,13 @@ def cmd_quality(args: argparse.Namespace) -> int:
     print(format_summary(summary))
     gate(summary)
     return 0
+
+
+def _check_local_lake(lake: str) -> None:
+    """Fail before starting Spark when a local lake obviously does not exist."""
+    if is_remote(lake):
+        return
+    local = os.path.expanduser(lake[len("file://"):] if lake.startswith("file://") else lake)
+    if not os.path.isdir(local):
+        raise UserError(f"no lake at {lake}: expected {lake.rstrip('/')}/reviews "
+                        f"(write it with reviewlake ingest)")
