@@ -103,6 +103,9 @@ class _Aggregations:
             self._aliases[key] = alias
         return alias
 
+    def has(self, key: str) -> bool:
+        return key in self._aliases
+
     def derive(self, key: str, make: Callable[[], Column]) -> Column:
         name = self._derived.get(key)
         if name is None:
@@ -267,12 +270,13 @@ def _profile_aggregations(df: DataFrame, columns: list[str], aggs: _Aggregations
                                 lambda: F.count(F.when(sampled, 1)))
     for c in columns:
         dtype = types[c]
-        if fraction >= 1:
+        every_row = fraction >= 1 or aggs.has(f"hll({c})")   # already counted on every row
+        if every_row:
             hll = aggs.hll(c)
         else:
             hll = aggs.add(f"hll_sampled({c},{fraction})", lambda c=c: F.approx_count_distinct(
                 F.when(sampled, col(c)), HLL_RELATIVE_SD))
-        reads = {"nonnull": aggs.nonnull(c), "hll": hll}
+        reads = {"nonnull": aggs.nonnull(c), "hll": hll, "hll_every_row": every_row}
         if isinstance(dtype, T.StringType):
             bit = aggs.derive(f"type({c},{fraction})", lambda c=c: F.when(sampled, _type_bit(c)))
             # Which kinds of value occur (all Deequ's type decision needs): one bit per kind
@@ -291,9 +295,9 @@ def _profile_aggregations(df: DataFrame, columns: list[str], aggs: _Aggregations
 def _length_aggregations(df: DataFrame, column: str, fraction: float,
                          aggs: _Aggregations) -> dict[str, Any]:
     """Words per review (the book's CARDINALITY(SPLIT(review_body, ' '))), on all rows or on a
-    seeded random sample of them: spaces + 1, counted without splitting. Counted into buckets
-    (plain counters, so they stay in the generated-code aggregation); the quantiles are read
-    off the buckets (the upper edge of the bucket where the cumulative share reaches q)."""
+    seeded random sample of them: spaces + 1, counted without splitting (splitting costs several
+    times more). Counted into buckets; the quantiles are read off the buckets (the upper edge
+    of the bucket where the cumulative share reaches q)."""
     v = col(column)
     words = F.octet_length(v) - F.octet_length(F.replace(v, F.lit(" "), F.lit(""))) + 1
     sampled = v.isNotNull() if fraction >= 1 else (v.isNotNull() & (F.rand(17) < fraction))

@@ -124,7 +124,7 @@ def read_profiles(df: DataFrame, readers, row: dict, n_rows: int) -> dict[str, C
         completeness = nonnull / n_rows if n_rows else 0.0
         dtype = types[c]
         distinct = int(row[r["hll"]] or 0)
-        if readers.fraction < 1 and sample_n:
+        if readers.fraction < 1 and sample_n and not r.get("hll_every_row"):
             # distinct values of a sample: as a share of the sample, scaled to the rows
             distinct_share = distinct / sample_n
         else:
