@@ -20,7 +20,8 @@ from common import ROOT, WORK, machine, versions
 BENCH = ROOT / "benchmarks"
 # Order: cheap first; the end-to-end run last.
 ORDER = ["ingest", "quality", "tokenize", "tfrecord", "train", "end_to_end"]
-QUICK = {"ingest": ["--rows", "20000", "--repeats", "1"]}
+QUICK = {"ingest": ["--rows", "20000", "--repeats", "1"],
+         "quality": ["--rows", "5000", "--repeats", "1", "--warmup", "0"]}
 NOTES = BENCH / "NOTES.md"   # what was tried, before/after figures (kept by hand)
 
 

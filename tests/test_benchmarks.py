@@ -24,3 +24,17 @@ def test_run_all_writes_results_with_the_ingest_ratio(tmp_path):
     assert result["machine"]["cores"] >= 1 and "pyspark" in result["versions"]
     text = out.read_text()
     assert "## Goals" in text and "| ingest |" in text and "reviewlake ingest" in text
+
+
+@pytest.mark.slow
+def test_quality_benchmark_prints_its_ratio(tmp_path):
+    env = dict(os.environ, REVIEWLAKE_BENCH_DIR=str(tmp_path))
+    proc = subprocess.run([sys.executable, "benchmarks/quality.py", "--rows", "5000",
+                           "--repeats", "1", "--warmup", "0"], cwd=ROOT, env=env,
+                          capture_output=True, text=True, timeout=900)
+    assert proc.returncode == 0, proc.stderr[-3000:]
+    assert "| side" in proc.stdout and "goal: quality <= 2.5x one count() scan" in proc.stdout
+    result = json.loads((tmp_path / "results" / "quality.json").read_text())
+    assert result["rows"] == 5000 and result["ratio"] > 0
+    assert set(result["median_seconds"]) == {"quality", "count", "engine", "engine_no_profiles",
+                                             "read_columns", "group_ids"}

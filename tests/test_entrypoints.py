@@ -77,6 +77,7 @@ def test_spark_submit_sh_behaves_like_the_cli(tmp_path, spark):
 def test_make_demo_run(tmp_path):
     """The README's demo path, smaller."""
     flags = (f"--set data.raw={tmp_path}/raw --set data.lake={tmp_path}/lake "
+             f"--set data.quality={tmp_path}/quality "
              f"--set generate.rows=3000 --set generate.files=2")
     proc = subprocess.run(["make", "-s", "demo-run", f"VENV={VENV}", f"DEMO_FLAGS={flags}"],
                           cwd=ROOT, capture_output=True, text=True, timeout=900)
@@ -85,6 +86,11 @@ def test_make_demo_run(tmp_path):
     report = json.loads((tmp_path / "lake" / "_reports" / "ingest.json").read_text())
     assert report["rows_read"] == 3000
     assert report["rows_written"] + report["rows_quarantined"] == 3000
+    # the sample has defects: the gate stops the pipeline (exit 3) and make goes on
+    assert "quality FAILED" in proc.stdout and "the quality gate stopped the pipeline" \
+        in proc.stdout
+    assert "quality gate failed" in proc.stderr
+    assert json.loads((tmp_path / "quality" / "summary.json").read_text())["status"] == "failed"
 
 
 @pytest.mark.slow

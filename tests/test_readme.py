@@ -12,19 +12,22 @@ from conftest import ROOT, VENV_BIN
 VENV = str(VENV_BIN.parent)
 
 
-def readme_commands():
-    """Lines of the untagged code blocks; blocks with a language (```bash for commands that
-    need an AWS account, ```python, ```dockerfile) are documentation only."""
+def readme_commands(with_exit_codes=False):
+    """Command lines of the README's untagged code blocks (blocks with a language tag, e.g.
+    ```bash for commands that need an AWS account, are documentation only). A trailing comment
+    ``# exit N`` says the command is expected to exit with N (the quality gate's 3), else 0."""
     text = (ROOT / "README.md").read_text()
     blocks = [body for tag, body in re.findall(r"^```(\w*)\n(.*?)^```", text, re.S | re.M)
               if not tag]
     cmds = []
     for block in blocks:
         for line in block.splitlines():
-            line = line.split("  #")[0].strip()
-            if line.startswith((".venv/bin/reviewlake", "./spark-submit.sh", "make ")):
-                cmds.append(line)
-    return cmds
+            command, _, comment = line.partition("  #")
+            command = command.strip()
+            if command.startswith((".venv/bin/reviewlake", "./spark-submit.sh", "make ")):
+                m = re.match(r"\s*exit (\d+)", comment)
+                cmds.append((command, int(m.group(1)) if m else 0))
+    return cmds if with_exit_codes else [c for c, _ in cmds]
 
 
 def test_readme_has_the_two_setup_commands():
@@ -34,10 +37,10 @@ def test_readme_has_the_two_setup_commands():
 
 @pytest.mark.slow
 def test_readme_commands_run(tmp_path):
-    cmds = [c for c in readme_commands() if not c.startswith("make ")]
-    assert any("generate" in c for c in cmds) and any("spark-submit" in c for c in cmds)
+    cmds = [(c, code) for c, code in readme_commands(True) if not c.startswith("make ")]
+    assert any("generate" in c for c, _ in cmds) and any("spark-submit" in c for c, _ in cmds)
     env = dict(os.environ, REVIEWLAKE_VENV=VENV)
-    for cmd in cmds:
+    for cmd, expected in cmds:
         args = shlex.split(cmd)
         args = [a.replace("data/", f"{tmp_path}/data/") for a in args]
         if args[0] == ".venv/bin/reviewlake":
@@ -47,6 +50,6 @@ def test_readme_commands_run(tmp_path):
         args = [str(ROOT / "spark-submit.sh") if a == "./spark-submit.sh" else a for a in args]
         proc = subprocess.run(args, cwd=ROOT, env=env, capture_output=True, text=True,
                               timeout=600)
-        assert proc.returncode == 0, (cmd, proc.stdout[-2000:], proc.stderr[-2000:])
+        assert proc.returncode == expected, (cmd, proc.stdout[-2000:], proc.stderr[-2000:])
     lake = tmp_path / "data" / "lake"
     assert (lake / "reviews").is_dir() and (lake / "_reports" / "ingest.json").is_file()

@@ -57,7 +57,7 @@ def _setup_logging(quiet: bool) -> None:
 # --------------------------------------------------------------------------- main
 
 # Each stage's package has a cli module whose register(subparsers) adds its sub-command.
-STAGES = ["generate", "ingest", "train", "pipeline", "launch"]
+STAGES = ["generate", "ingest", "quality", "train", "pipeline", "launch"]
 
 
 def build_parser() -> argparse.ArgumentParser:

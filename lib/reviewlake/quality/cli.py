@@ -1,0 +1,74 @@
+"""``reviewlake quality``: Deequ checks on the lake as a pipeline gate (exit 3 on an Error)."""
+from __future__ import annotations
+
+import argparse
+
+import os
+
+from ..cli import add_common, load_config
+from ..errors import UserError
+from ..fs import is_remote
+
+
+def register(sub) -> None:
+    p = sub.add_parser("quality", help="Deequ checks on the lake: metrics, history, anomalies, "
+                                       "suggestions, report; exit 3 if an Error check fails")
+    add_common(p)
+    p.add_argument("--input", metavar="LAKE", help="the lake written by ingest (default: data.lake)")
+    p.add_argument("--output", metavar="QDIR",
+                   help="where the results and report.html go (default: data.quality)")
+    p.add_argument("--suite", metavar="YAML",
+                   help="the quality suite: a path or a name in conf/ (default: quality.suite)")
+    p.add_argument("--engine", choices=["auto", "deequ", "spark"],
+                   help="deequ: PyDeequ on the Deequ jar; spark: Spark SQL, no jar; auto: deequ "
+                        "when the jar is on the classpath (default: quality.engine)")
+    p.add_argument("--repository", metavar="PATH",
+                   help="metrics repository, local or s3a:// (default: QDIR/_history)")
+    p.add_argument("--tags", nargs="+", metavar="K=V",
+                   help="tags of this run in the repository; anomaly checks compare with runs "
+                        "that have the same tags")
+    p.set_defaults(func=cmd_quality)
+
+
+def cmd_quality(args: argparse.Namespace) -> int:
+    from ..session import get_spark
+    from .job import QualityOptions, gate, run_quality
+    from .report import format_summary
+    from .repository import parse_tags
+    from .suite import load_suite
+
+    cfg = load_config(args, {
+        "data.lake": args.input, "data.quality": args.output, "quality.suite": args.suite,
+        "quality.engine": args.engine, "quality.repository": args.repository,
+    })
+    lake, qdir = cfg.get("data.lake"), cfg.get("data.quality")
+    if not lake:
+        raise UserError("no input given: pass --input LAKE or set data.lake in the profile")
+    if not qdir:
+        raise UserError("no output given: pass --output QDIR or set data.quality in the profile")
+    _check_local_lake(str(lake))
+    tags = parse_tags(cfg.get("quality.tags") or {})
+    tags.update(parse_tags(args.tags or []))
+    params = cfg.get("quality.params") or {}
+    if not isinstance(params, dict):
+        raise UserError("quality.params must be a mapping of numbers, e.g. "
+                        "--set quality.params.min_size=1000")
+    suite = load_suite(cfg.get("quality.suite"), params)   # a bad suite fails before Spark
+    engine = str(cfg.get("quality.engine") or "auto")
+    spark = get_spark(cfg, "quality")
+    summary = run_quality(spark, lake, qdir, QualityOptions(
+        suite=suite, engine=engine, repository=cfg.get("quality.repository"), tags=tags,
+        examples=int(cfg.get("quality.examples", 5))))
+    print(format_summary(summary))
+    gate(summary)
+    return 0
+
+
+def _check_local_lake(lake: str) -> None:
+    """Fail before starting Spark when a local lake obviously does not exist."""
+    if is_remote(lake):
+        return
+    local = os.path.expanduser(lake[len("file://"):] if lake.startswith("file://") else lake)
+    if not os.path.isdir(local):
+        raise UserError(f"no lake at {lake}: expected {lake.rstrip('/')}/reviews "
+                        f"(write it with reviewlake ingest)")
