@@ -1,0 +1,103 @@
+"""BERT features of review texts in a vectorised (Arrow) pandas UDF.
+
+Per Arrow batch (``spark.sql.execution.arrow.maxRecordsPerBatch`` rows) the UDF calls the
+fast tokenizer's batch encoder once (Rust, no per-row Python call into the tokenizer) and
+builds the padded id matrix with numpy:
+
+* ``input_ids``: ``[CLS] t1 .. tk [SEP] [PAD] ..`` of length ``max_seq_length``; a longer
+  review keeps its first ``max_seq_length - 2`` tokens (as the tokenizer's own truncation
+  does for one sequence);
+* ``input_mask``: 1 for real tokens, 0 for padding (the attention mask);
+* ``n_tokens``: the review's length in tokens before truncation, [CLS] and [SEP] included
+  (the token-length profile of ``_meta.json`` is computed from it).
+
+``segment_ids`` (all zeros) and ``label_ids`` are plain Spark expressions.
+
+The tokenizer reaches the executors as a broadcast of its JSON and is built once per Python
+worker process (Spark reuses workers), in :data:`_ENCODERS` keyed by the JSON's SHA-256 and
+the length: not per row, not per batch. Executors need ``tokenizers`` and numpy, never
+``transformers`` or TensorFlow.
+"""
+from __future__ import annotations
+
+import os
+from typing import Callable
+
+import numpy as np
+import pandas as pd  # module level: the UDF's type hints are resolved here
+
+_ENCODERS: dict[tuple[str, int], "Encoder"] = {}
+
+
+class Encoder:
+    """A tokenizers.Tokenizer (no truncation, no padding: both done here) and the ids needed
+    to pad and truncate like BERT."""
+
+    def __init__(self, tokenizer_json: str, max_seq_length: int, pad_id: int, sep_id: int):
+        from tokenizers import Tokenizer
+
+        if max_seq_length < 2:
+            raise ValueError("max_seq_length must be at least 2")
+        self.tokenizer = Tokenizer.from_str(tokenizer_json)
+        self.tokenizer.no_truncation()
+        self.tokenizer.no_padding()
+        # Offsets are not needed: the fast path skips tracking them when available.
+        self._batch = getattr(self.tokenizer, "encode_batch_fast", None) or self.tokenizer.encode_batch
+        self.max_seq_length = max_seq_length
+        self.pad_id = pad_id
+        self.sep_id = sep_id
+        self._positions = np.arange(max_seq_length, dtype=np.int32)
+
+    def encode(self, texts: list) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
+        """(input_ids (n, L) int32, input_mask (n, L) int32, n_tokens (n,) int32)."""
+        length = self.max_seq_length
+        texts = [t if isinstance(t, str) else "" for t in texts]
+        encodings = self._batch(texts)
+        n = len(encodings)
+        ids = np.full((n, length), self.pad_id, dtype=np.int32)
+        n_tokens = np.empty(n, dtype=np.int32)
+        for i, enc in enumerate(encodings):
+            row = enc.ids
+            k = len(row)
+            n_tokens[i] = k
+            if k > length:
+                row = row[:length]
+                k = length
+            ids[i, :k] = row
+        truncated = n_tokens > length
+        if truncated.any():
+            ids[truncated, length - 1] = self.sep_id
+        mask = (self._positions < np.minimum(n_tokens, length)[:, None]).astype(np.int32)
+        return ids, mask, n_tokens
+
+
+def cached_encoder(key: str, max_seq_length: int, pad_id: int, sep_id: int,
+                   tokenizer_json: Callable[[], str]) -> Encoder:
+    """The encoder of this process for a tokenizer, built on first use."""
+    enc = _ENCODERS.get((key, max_seq_length))
+    if enc is None:
+        # One Spark task per core: the tokenizer must not start its own thread pool in each.
+        os.environ.setdefault("TOKENIZERS_PARALLELISM", "false")
+        enc = _ENCODERS[(key, max_seq_length)] = Encoder(tokenizer_json(), max_seq_length,
+                                                         pad_id, sep_id)
+    return enc
+
+
+ENCODED_DDL = "input_ids array<int>, input_mask array<int>, n_tokens int"
+
+
+def make_encode_udf(spark, tokenizer_json: str, key: str, max_seq_length: int, pad_id: int,
+                    sep_id: int):
+    """(pandas UDF text -> struct<input_ids, input_mask, n_tokens>, the broadcast to release)."""
+    from pyspark.sql.functions import pandas_udf
+
+    broadcast = spark.sparkContext.broadcast(tokenizer_json)
+
+    @pandas_udf(ENCODED_DDL)
+    def encode_reviews(texts: pd.Series) -> pd.DataFrame:
+        enc = cached_encoder(key, max_seq_length, pad_id, sep_id, lambda: broadcast.value)
+        ids, mask, n_tokens = enc.encode(texts.tolist())
+        return pd.DataFrame({"input_ids": list(ids), "input_mask": list(mask),
+                             "n_tokens": n_tokens})
+
+    return encode_reviews, broadcast
