@@ -88,7 +88,8 @@ def varints(values: np.ndarray) -> tuple[bytes, np.ndarray]:
 
 def _entry_prefix(key: bytes, payload_len: int) -> bytes:
     """Everything of one map entry (key -> Feature{int64_list}) before the packed values."""
-    int64_list = b"\x0a" + varint(payload_len)                  # Int64List.value, packed
+    # Int64List.value, packed (an empty list has no field at all)
+    int64_list = b"\x0a" + varint(payload_len) if payload_len else b""
     feature_len = len(int64_list) + payload_len
     feature = b"\x1a" + varint(feature_len)                      # Feature.int64_list
     value_len = len(feature) + feature_len
@@ -102,7 +103,7 @@ def encode_examples(features: Mapping[str, np.ndarray]) -> list[bytes]:
 
     ``features`` maps a feature name to an (n, k) integer array (k values per record, the same
     for every record of a batch; a 1-D array means one value per record). An empty feature
-    (k = 0) is written as an empty Int64List, as TensorFlow does.
+    (k = 0) is written as an empty Int64List, as protobuf does.
     """
     names = sorted(features)
     if not names:
@@ -244,8 +245,9 @@ class TFRecordWriter:
             raise ValueError(f"compression must be one of {COMPRESSIONS}, got {compression!r}")
         self._raw = stream
         self._owns = owns_stream
-        # mtime=0: the same records give the same bytes (reproducible outputs)
-        self._out: BinaryIO = (gzip.GzipFile(fileobj=stream, mode="wb", compresslevel=GZIP_LEVEL,
+        # no name, mtime=0: the same records give the same bytes (reproducible outputs)
+        self._out: BinaryIO = (gzip.GzipFile(filename="", fileobj=stream, mode="wb",
+                                             compresslevel=GZIP_LEVEL,
                                              mtime=0) if compression == "gzip" else stream)
         self.records = 0
         self.bytes = 0
