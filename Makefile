@@ -49,6 +49,7 @@ demo: setup demo-run
 demo-run:
 	$(BIN)/reviewlake generate $(DEMO_FLAGS)
 	$(BIN)/reviewlake ingest $(DEMO_FLAGS)
+	$(BIN)/reviewlake prepare $(DEMO_FLAGS)
 
 test: setup
 	$(BIN)/python -m pytest tests $(PYTEST_ARGS)

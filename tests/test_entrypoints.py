@@ -77,6 +77,7 @@ def test_spark_submit_sh_behaves_like_the_cli(tmp_path, spark):
 def test_make_demo_run(tmp_path):
     """The README's demo path, smaller."""
     flags = (f"--set data.raw={tmp_path}/raw --set data.lake={tmp_path}/lake "
+             f"--set data.features={tmp_path}/features "
              f"--set generate.rows=3000 --set generate.files=2")
     proc = subprocess.run(["make", "-s", "demo-run", f"VENV={VENV}", f"DEMO_FLAGS={flags}"],
                           cwd=ROOT, capture_output=True, text=True, timeout=900)
@@ -85,6 +86,11 @@ def test_make_demo_run(tmp_path):
     report = json.loads((tmp_path / "lake" / "_reports" / "ingest.json").read_text())
     assert report["rows_read"] == 3000
     assert report["rows_written"] + report["rows_quarantined"] == 3000
+    assert "prepare ok" in proc.stdout
+    meta = json.loads((tmp_path / "features" / "_meta.json").read_text())
+    assert meta["rows"]["read"] == report["rows_written"]
+    assert all((tmp_path / "features" / f).is_file()
+               for s in meta["splits"].values() for f in s["files"])
 
 
 @pytest.mark.slow

@@ -179,19 +179,30 @@ def test_encoder_is_built_once_per_process(tok, monkeypatch):
     assert a is b and a is not c and len(calls) == 2
 
 
-def test_pandas_udf_matches_the_encoder(spark, tok):
+def test_spark_encoders_match_the_encoder(spark, tok):
+    """mapInArrow (the stage's) and the pandas UDF give the encoder's output, other columns
+    pass through."""
     info = TK.info(tok, "trained-wordpiece", None)
-    udf, bc = E.make_encode_udf(spark, info.backend_json, info.key, 16, info.pad_id, info.sep_id)
+    df = spark.createDataFrame([(i, t, i % 5) for i, t in enumerate(TEXTS)],
+                               "i int, t string, label int").repartition(3)
+    frame_out, bc1 = E.encode_frame(df, "t", info.backend_json, info.key, 16, info.pad_id,
+                                    info.sep_id)
+    udf, bc2 = E.make_encode_udf(spark, info.backend_json, info.key, 16, info.pad_id, info.sep_id)
     try:
-        df = spark.createDataFrame([(i, t) for i, t in enumerate(TEXTS)], "i int, t string")
-        rows = df.repartition(3).select("i", udf("t").alias("f")).select("i", "f.*").collect()
+        assert frame_out.columns == ["i", "label", "input_ids", "input_mask", "n_tokens"]
+        by_frame = frame_out.collect()
+        by_udf = df.select("i", udf("t").alias("f")).select("i", "f.*").collect()
     finally:
-        bc.unpersist()
+        bc1.unpersist()
+        bc2.unpersist()
     enc = E.Encoder(info.backend_json, 16, info.pad_id, info.sep_id)
     ids, mask, n_tokens = enc.encode(TEXTS)
-    for r in rows:
-        assert r.input_ids == ids[r.i].tolist() and r.input_mask == mask[r.i].tolist()
-        assert r.n_tokens == n_tokens[r.i]
+    for rows in (by_frame, by_udf):
+        assert sorted(r.i for r in rows) == list(range(len(TEXTS)))
+        for r in rows:
+            assert r.input_ids == ids[r.i].tolist() and r.input_mask == mask[r.i].tolist()
+            assert r.n_tokens == n_tokens[r.i]
+    assert all(r.label == r.i % 5 for r in by_frame)
 
 
 def test_tokenizer_checks(tok, tmp_path):

@@ -1,8 +1,8 @@
-"""BERT features of review texts in a vectorised (Arrow) pandas UDF.
+"""BERT features of review texts, vectorised over Arrow batches.
 
-Per Arrow batch (``spark.sql.execution.arrow.maxRecordsPerBatch`` rows) the UDF calls the
-fast tokenizer's batch encoder once (Rust, no per-row Python call into the tokenizer) and
-builds the padded id matrix with numpy:
+Per Arrow batch (``spark.sql.execution.arrow.maxRecordsPerBatch`` rows) the fast tokenizer's
+batch encoder is called once (Rust, no per-row Python call into the tokenizer) and the padded
+id matrix is built with numpy:
 
 * ``input_ids``: ``[CLS] t1 .. tk [SEP] [PAD] ..`` of length ``max_seq_length``; a longer
   review keeps its first ``max_seq_length - 2`` tokens (as the tokenizer's own truncation
@@ -11,17 +11,25 @@ builds the padded id matrix with numpy:
 * ``n_tokens``: the review's length in tokens before truncation, [CLS] and [SEP] included
   (the token-length profile of ``_meta.json`` is computed from it).
 
+Two ways to run it in Spark, both Arrow-vectorised:
+
+* :func:`encode_frame` (what the stage uses): ``mapInArrow``; the id matrices become Arrow
+  list arrays without a copy and the other columns pass through untouched;
+* :func:`make_encode_udf`: a pandas UDF (a column expression, for use in other pipelines).
+  Spark converts every array a pandas UDF returns element by element in Python, which costs
+  about a quarter of the tokenizer's own time per row (benchmarks/tokenization.py measures both).
+
 ``segment_ids`` (all zeros) and ``label_ids`` are plain Spark expressions.
 
 The tokenizer reaches the executors as a broadcast of its JSON and is built once per Python
 worker process (Spark reuses workers), in :data:`_ENCODERS` keyed by the JSON's SHA-256 and
-the length: not per row, not per batch. Executors need ``tokenizers`` and numpy, never
-``transformers`` or TensorFlow.
+the length: not per row, not per batch. Executors need ``tokenizers``, numpy and pyarrow,
+never ``transformers`` or TensorFlow.
 """
 from __future__ import annotations
 
 import os
-from typing import Callable
+from typing import Callable, Iterator
 
 import numpy as np
 import pandas as pd  # module level: the UDF's type hints are resolved here
@@ -84,6 +92,47 @@ def cached_encoder(key: str, max_seq_length: int, pad_id: int, sep_id: int,
 
 
 ENCODED_DDL = "input_ids array<int>, input_mask array<int>, n_tokens int"
+ENCODED_COLUMNS = ("input_ids", "input_mask", "n_tokens")
+
+
+def encode_batches(batches: Iterator, text_column: str, encoder: Callable[[], Encoder]) -> Iterator:
+    """Arrow record batches -> the same batches without the text column, plus the features."""
+    import pyarrow as pa
+
+    for batch in batches:
+        enc = encoder()
+        names = batch.schema.names
+        text_at = names.index(text_column)
+        ids, mask, n_tokens = enc.encode(batch.column(text_at).to_pylist())
+        rows, length = ids.shape
+        offsets = pa.array(np.arange(0, rows * length + 1, length, dtype=np.int32))
+        columns = [batch.column(i) for i in range(len(names)) if i != text_at]
+        columns += [pa.ListArray.from_arrays(offsets, pa.array(ids.reshape(-1))),
+                    pa.ListArray.from_arrays(offsets, pa.array(mask.reshape(-1))),
+                    pa.array(n_tokens)]
+        yield pa.RecordBatch.from_arrays(
+            columns, names=[n for n in names if n != text_column] + list(ENCODED_COLUMNS))
+
+
+def encode_frame(df, text_column: str, tokenizer_json: str, key: str, max_seq_length: int,
+                 pad_id: int, sep_id: int):
+    """``df`` with ``text_column`` replaced by input_ids, input_mask and n_tokens
+    (mapInArrow); returns (DataFrame, the broadcast to release when the job is done)."""
+    from pyspark.sql.types import ArrayType, IntegerType, StructField, StructType
+
+    broadcast = df.sparkSession.sparkContext.broadcast(tokenizer_json)
+    schema = StructType([f for f in df.schema.fields if f.name != text_column] + [
+        StructField("input_ids", ArrayType(IntegerType(), True), True),
+        StructField("input_mask", ArrayType(IntegerType(), True), True),
+        StructField("n_tokens", IntegerType(), True)])
+
+    def encoder() -> Encoder:
+        return cached_encoder(key, max_seq_length, pad_id, sep_id, lambda: broadcast.value)
+
+    def encode_partition(batches):
+        return encode_batches(batches, text_column, encoder)
+
+    return df.mapInArrow(encode_partition, schema), broadcast
 
 
 def make_encode_udf(spark, tokenizer_json: str, key: str, max_seq_length: int, pad_id: int,

@@ -8,7 +8,8 @@ Steps (each a DataFrame -> DataFrame function of :mod:`.splits` or :mod:`.encode
 2. balance and split (exact counts, reproducible by seed, see :mod:`.splits`);
 3. the tokenizer: a saved directory, or a WordPiece vocabulary trained on a bounded,
    deterministic sample of the training split;
-4. features in a vectorised pandas UDF, written as Parquet partitioned by ``split``;
+4. features in a vectorised Arrow function (``mapInArrow``), written as Parquet
+   partitioned by ``split``;
 5. from that Parquet, TFRecord files per split (spark-tfrecord jar, or the Python writer);
 6. counts, per label and per file, checked against each other; the token-length profile;
 7. ``_meta.json``, and the commit: the staged directories replace the previous ones.
@@ -161,17 +162,19 @@ def tokenizer_sample(assigned: DataFrame, rows: int, seed: int, train_count: int
     return [r[TEXT_COLUMN] for r in picked]
 
 
-def features_frame(assigned: DataFrame, encode_udf, max_seq_length: int) -> DataFrame:
-    """Kept rows -> the feature rows (Parquet schema of FEATURES/parquet)."""
-    enc = assigned.select(
+def features_frame(assigned: DataFrame, tinfo: TK.TokenizerInfo,
+                   max_seq_length: int) -> tuple[DataFrame, Any]:
+    """Kept rows -> the feature rows (Parquet schema of FEATURES/parquet); plus the
+    tokenizer's broadcast, to release once the features are written."""
+    rows = assigned.select(
         ID_COLUMN, PARTITION_COLUMN, S.SPLIT,
-        (F.col(LABEL_COLUMN) - LABEL_OFFSET).cast("int").alias("label_ids"),
-        encode_udf(F.col(TEXT_COLUMN)).alias("_f"))
-    return enc.select(
-        ID_COLUMN, PARTITION_COLUMN, "label_ids",
-        F.col("_f.input_ids").alias("input_ids"), F.col("_f.input_mask").alias("input_mask"),
-        F.array_repeat(F.lit(0), max_seq_length).alias("segment_ids"),
-        F.col("_f.n_tokens").alias("n_tokens"), S.SPLIT)
+        (F.col(LABEL_COLUMN) - LABEL_OFFSET).cast("int").alias("label_ids"), TEXT_COLUMN)
+    encoded, broadcast = E.encode_frame(rows, TEXT_COLUMN, tinfo.backend_json, tinfo.key,
+                                        max_seq_length, tinfo.pad_id, tinfo.sep_id)
+    return encoded.select(
+        ID_COLUMN, PARTITION_COLUMN, "label_ids", "input_ids", "input_mask",
+        F.array_repeat(F.lit(0), max_seq_length).alias("segment_ids"), "n_tokens",
+        S.SPLIT), broadcast
 
 
 def token_profile(features: DataFrame, max_seq_length: int) -> dict[str, Any]:
@@ -276,12 +279,10 @@ def run_prepare(spark: SparkSession, lake: str, output: str,
     phase("tokenizer")
 
     # 4. features -> Parquet
-    encode_udf, broadcast = E.make_encode_udf(spark, tinfo.backend_json, tinfo.key,
-                                              opts.max_seq_length, tinfo.pad_id, tinfo.sep_id)
     parquet_dir = join(stage, PARQUET)
+    encoded, broadcast = features_frame(assigned, tinfo, opts.max_seq_length)
     try:
-        features_frame(assigned, encode_udf, opts.max_seq_length) \
-            .write.mode("overwrite").partitionBy(S.SPLIT).parquet(parquet_dir)
+        encoded.write.mode("overwrite").partitionBy(S.SPLIT).parquet(parquet_dir)
     finally:
         broadcast.unpersist()
     features = spark.read.parquet(parquet_dir)
