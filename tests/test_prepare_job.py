@@ -438,3 +438,34 @@ def test_killed_run_leaves_the_previous_output(first, lake, tmp_path):
         proc.wait()
     assert snapshot(out) == before
     assert not (out / "_commit.json").exists()
+
+
+def test_prepare_from_and_to_s3a(spark, s3a, lake, first, tmp_path):
+    """Tokenizer from s3a://, features to s3a:// with the Python writer (pyarrow's S3 client
+    configured from the session's s3a settings), against a local S3 API."""
+    from reviewlake.features import tfrecord as T
+
+    s3 = s3a["client"]
+    s3.create_bucket(Bucket="features-test")
+    for p in (first[0] / "tokenizer").iterdir():
+        s3.upload_file(str(p), "features-test", f"tok/{p.name}")
+    meta = run_prepare(spark, str(lake[0]), "s3a://features-test/out", PrepareOptions(
+        tokenizer="s3a://features-test/tok", compression="gzip", writer="python"))
+    stored = json.loads(s3.get_object(Bucket="features-test", Key="out/_meta.json")["Body"].read())
+    assert stored["splits"] == meta["splits"] and meta["tokenizer"]["kind"] == "pretrained"
+    assert meta["tokenizer"]["vocab_sha256"] == first[1]["tokenizer"]["vocab_sha256"]
+    keys = {o["Key"] for o in s3.list_objects_v2(Bucket="features-test", Prefix="out/")["Contents"]}
+    assert not any("_staging" in k or "_temporary" in k for k in keys)
+    for split, s in meta["splits"].items():
+        assert f"out/{split}/_SUCCESS" in keys and s["labels"] == first[1]["splits"][split]["labels"]
+        n = 0
+        for f in s["files"]:
+            body = s3.get_object(Bucket="features-test", Key=f"out/{f}")["Body"].read()
+            local = tmp_path / f.replace("/", "_")
+            local.write_bytes(body)
+            n += sum(1 for _ in T.read_records(str(local), "gzip"))
+        assert n == s["count"]
+    assert "out/tokenizer/tokenizer.json" in keys
+    a = parquet(spark, first[0]).select("review_id", "split", "input_ids")
+    b = spark.read.parquet("s3a://features-test/out/parquet").select("review_id", "split", "input_ids")
+    assert a.exceptAll(b).count() == 0 and b.exceptAll(a).count() == 0
