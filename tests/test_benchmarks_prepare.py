@@ -19,12 +19,12 @@ def run_bench(tmp_path, *args):
 
 @pytest.mark.slow
 def test_tokenization_benchmark_prints_its_ratios(tmp_path):
-    out = run_bench(tmp_path, "benchmarks/tokenization.py", "--rows", "3000", "--row-udf-rows",
-                    "300", "--repeats", "1", "--warmup", "0")
+    out = run_bench(tmp_path, "benchmarks/tokenization.py", "--rows", "1500", "--row-udf-rows",
+                    "100", "--repeats", "1", "--warmup", "0")
     assert "| side" in out and "(b) row UDF: encode_plus" in out
     assert "goal: stage >= 0.8x the faster bare side" in out and "goal: stage >= 10x" in out
     result = json.loads((tmp_path / "results" / "tokenization.json").read_text())
-    assert result["rows"] == 3000 and result["row_udf_rows"] == 300
+    assert result["rows"] == 1500 and result["row_udf_rows"] == 100
     assert result["ratio_vs_bare"] > 0 and result["ratio_vs_row_udf"] > 0
 
 

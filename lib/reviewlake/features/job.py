@@ -297,7 +297,7 @@ def run_prepare(spark: SparkSession, lake: str, output: str,
     phase("profile")
 
     # 6. TFRecords per split
-    s3 = W.s3_options(spark) if writer_kind == "python" and is_remote(output) else {}
+    s3 = W.s3_options_for(spark, output) if writer_kind == "python" and is_remote(output) else {}
     splits_meta: dict[str, Any] = {}
     for name in S.SPLITS:
         split_dir = join(stage, name)

@@ -71,6 +71,20 @@ def s3_options(spark) -> dict[str, Any]:
     return out
 
 
+def s3_options_for(spark, path: str) -> dict[str, Any]:
+    """:func:`s3_options`, plus the bucket's region when nothing names one (pyarrow would
+    otherwise assume us-east-1)."""
+    opts = s3_options(spark)
+    if "region" not in opts and "endpoint_override" not in opts:
+        try:
+            from pyarrow import fs as pafs
+
+            opts["region"] = pafs.resolve_s3_region(urlparse(path).netloc)
+        except Exception as exc:  # no network to S3 here, or no such bucket: say so later
+            log.warning("could not resolve the region of %s (%s)", path, exc)
+    return opts
+
+
 def python_writer_supports(path: str) -> bool:
     scheme = urlparse(path).scheme
     return scheme in ("", "file", "s3", "s3a", "s3n")
@@ -193,7 +207,7 @@ def choose_writer(spark, requested: str, output: str) -> str:
     if requested == "jar" and not jar:
         raise UserError("the spark-tfrecord jar is not on the classpath (class "
                         f"{JAR_CLASS}); fetch it with jars/fetch.sh, pass --packages "
-                        "com.linkedin.sparktfrecord:spark-tfrecord_2.12:0.6.1, or use "
+                        "com.linkedin.sparktfrecord:spark-tfrecord_2.12:0.7.0, or use "
                         "--writer python")
     if requested == "jar" or (requested == "auto" and jar):
         return "jar"
