@@ -7,6 +7,7 @@ from reviewlake.errors import UserError
 from reviewlake.features import encode as E
 from reviewlake.features import splits as S
 from reviewlake.features import tokenizer as TK
+from reviewlake.ingest.job import spark_conf
 
 TEXTS = [
     "Great product, works exactly as described!",
@@ -203,6 +204,33 @@ def test_spark_encoders_match_the_encoder(spark, tok):
             assert r.input_ids == ids[r.i].tolist() and r.input_mask == mask[r.i].tolist()
             assert r.n_tokens == n_tokens[r.i]
     assert all(r.label == r.i % 5 for r in by_frame)
+
+
+def test_tokenizer_is_built_once_per_executor_process(spark, tok):
+    info = TK.info(tok, "trained-wordpiece", None)
+    key = info.key + "-once"
+    df = spark.range(4000).select(F.concat(F.lit("review number "), F.col("id").cast("string"))
+                                  .alias("t")).repartition(16)
+    with spark_conf(spark, {"spark.sql.execution.arrow.maxRecordsPerBatch": "50"}):  # many batches
+        out, bc = E.encode_frame(df, "t", info.backend_json, key, 16, info.pad_id, info.sep_id)
+        assert out.count() == 4000
+        bc.unpersist()
+
+        def builds(batches):
+            import os
+
+            import pyarrow as pa
+
+            from reviewlake.features import encode
+
+            for _ in batches:
+                pass
+            yield pa.RecordBatch.from_pydict({"pid": [os.getpid()],
+                                              "n": [encode.BUILDS.get((key, 16), 0)]})
+
+        seen = df.mapInArrow(builds, "pid long, n long").collect()
+    # 16 tasks of 5 batches each ran in the reused Python workers: one build per worker
+    assert {r.n for r in seen} <= {0, 1} and any(r.n == 1 for r in seen)
 
 
 def test_tokenizer_checks(tok, tmp_path):

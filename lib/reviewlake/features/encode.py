@@ -35,6 +35,7 @@ import numpy as np
 import pandas as pd  # module level: the UDF's type hints are resolved here
 
 _ENCODERS: dict[tuple[str, int], "Encoder"] = {}
+BUILDS: dict[tuple[str, int], int] = {}  # how often this process built each encoder (tests)
 
 
 class Encoder:
@@ -88,6 +89,7 @@ def cached_encoder(key: str, max_seq_length: int, pad_id: int, sep_id: int,
         os.environ.setdefault("TOKENIZERS_PARALLELISM", "false")
         enc = _ENCODERS[(key, max_seq_length)] = Encoder(tokenizer_json(), max_seq_length,
                                                          pad_id, sep_id)
+        BUILDS[(key, max_seq_length)] = BUILDS.get((key, max_seq_length), 0) + 1
     return enc
 
 
