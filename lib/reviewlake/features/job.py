@@ -33,7 +33,7 @@ import datetime as dt
 import logging
 import time
 import uuid
-from dataclasses import asdict, dataclass
+from dataclasses import dataclass
 from typing import Any, Sequence
 from urllib.parse import unquote
 
@@ -378,7 +378,3 @@ def run_prepare(spark: SparkSession, lake: str, output: str,
     commit_mod.commit(fs, output, marker)
     log.info("prepare phases (s): %s", phases)
     return meta
-
-
-def options_dict(opts: PrepareOptions) -> dict[str, Any]:
-    return asdict(opts)
