@@ -26,9 +26,19 @@ def fake_lake(tmp_path_factory):
     (["--writer", "scala"], "invalid choice: 'scala'"),
     (["--set", "prepare.records_per_file=0"], "prepare.records_per_file and prepare.min_files"),
 ])
-def test_prepare_user_errors_are_one_line(fake_lake, tmp_path, args, needle):
+def test_prepare_user_errors_are_one_line(fake_lake, tmp_path, capsys, args, needle):
+    """In process (the same main() the console script runs; one case below runs the script)."""
     base = ["prepare", "--input", str(fake_lake), "--output", str(tmp_path / "features")]
-    assert_one_line_error(run_cli(*base, *args), needle)
+    code = main([*base, *args])
+    err = capsys.readouterr().err
+    lines = [line for line in err.splitlines() if line.strip()]
+    assert code == 2 and len(lines) == 1, err
+    assert lines[0].startswith("reviewlake prepare: error: ") and needle in lines[0]
+
+
+def test_console_script_error_is_one_line(tmp_path):
+    proc = run_cli("prepare", "--input", str(tmp_path / "nolake"), "--output", str(tmp_path / "f"))
+    assert_one_line_error(proc, f"no lake at {tmp_path / 'nolake'}")
 
 
 def test_unwritable_output(fake_lake, tmp_path):
