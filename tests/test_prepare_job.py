@@ -125,6 +125,12 @@ def test_output_layout_and_meta_contract(first):
     assert t["path"] == "tokenizer" and t["kind"] == "trained-wordpiece" and t["source"] is None
     assert set(os.listdir(out)) == {"_meta.json", "train", "validation", "test", "tokenizer",
                                     "parquet"}
+    from reviewlake.features.cli import summary
+
+    text = summary(on_disk)
+    assert text.startswith(f"prepare ok: run {meta['run_id']}")
+    assert "p10=" in text and text.index("p90=") < text.index("p100=")
+    assert f"train{meta['splits']['train']['count']:>15}" in text
 
 
 def test_balance_is_exact(first):

@@ -54,8 +54,6 @@ def _split_categories(values) -> list[str] | None:
 
 
 def cmd_prepare(args: argparse.Namespace) -> int:
-    from .job import PrepareOptions
-
     cfg = load_config(args, {
         "prepare.input": args.input, "data.features": args.output,
         "prepare.max_seq_length": args.max_seq_length, "prepare.split": args.split,
@@ -66,6 +64,14 @@ def cmd_prepare(args: argparse.Namespace) -> int:
     })
     if args.vocab_size is not None:  # the flag chooses training over a profile's directory
         cfg.set("prepare.tokenizer", None)
+    print(summary(run(cfg)))
+    return 0
+
+
+def options_from(cfg) -> tuple[str, str, Any]:
+    """(lake, features, PrepareOptions) from a profile, checked before Spark starts."""
+    from .job import PrepareOptions
+
     pc = cfg.section("prepare")
     lake = pc.get("input") or cfg.get("data.lake")
     output = cfg.get("data.features")
@@ -85,33 +91,34 @@ def cmd_prepare(args: argparse.Namespace) -> int:
             raise UserError(f"tokenizer directory not found: {tokenizer} (give a directory "
                             f"written by save_pretrained, e.g. a staged distilbert-base-uncased)")
     _check_local_output(output)
-    try:
-        opts = PrepareOptions(
-            max_seq_length=_int(pc.get("max_seq_length", 64), "--max-seq-length"),
-            split=pc.get("split", (0.90, 0.05, 0.05)),
-            balance=bool(pc.get("balance", True)),
-            tokenizer=tokenizer or None,
-            vocab_size=_int(pc.get("vocab_size", 30522), "--vocab-size"),
-            tokenizer_sample_rows=_int(pc.get("tokenizer_sample_rows", 200_000),
-                                       "prepare.tokenizer_sample_rows"),
-            categories=_split_categories(pc.get("categories")),
-            seed=_int(pc.get("seed", 42), "--seed"),
-            compression=str(pc.get("compression", "none")),
-            writer=str(pc.get("writer", "auto")),
-            records_per_file=_int(pc.get("records_per_file", 200_000), "prepare.records_per_file"),
-            min_files=_int(pc.get("min_files", 2), "prepare.min_files"),
-        )
-    except TypeError as exc:
-        raise UserError(f"bad prepare option: {exc}") from None
-    opts.validate()  # before starting Spark
+    opts = PrepareOptions(
+        max_seq_length=_int(pc.get("max_seq_length", 64), "--max-seq-length"),
+        split=pc.get("split", (0.90, 0.05, 0.05)),
+        balance=bool(pc.get("balance", True)),
+        tokenizer=tokenizer or None,
+        vocab_size=_int(pc.get("vocab_size", 30522), "--vocab-size"),
+        tokenizer_sample_rows=_int(pc.get("tokenizer_sample_rows", 200_000),
+                                   "prepare.tokenizer_sample_rows"),
+        categories=_split_categories(pc.get("categories")),
+        seed=_int(pc.get("seed", 42), "--seed"),
+        compression=str(pc.get("compression", "none")),
+        writer=str(pc.get("writer", "auto")),
+        records_per_file=_int(pc.get("records_per_file", 200_000), "prepare.records_per_file"),
+        min_files=_int(pc.get("min_files", 2), "prepare.min_files"),
+    )
+    opts.validate()
+    return lake, output, opts
 
+
+def run(cfg, spark=None) -> dict[str, Any]:
+    """The stage from a loaded profile; returns the ``_meta.json`` content (the pipeline's
+    result of this stage)."""
     from ..session import get_spark
     from .job import run_prepare
 
-    spark = get_spark(cfg, "prepare")
-    meta = run_prepare(spark, lake, output, opts)
-    print(format_prepare_report(meta, output))
-    return 0
+    lake, output, opts = options_from(cfg)
+    spark = spark or get_spark(cfg, "prepare")
+    return run_prepare(spark, lake, output, opts)
 
 
 def _int(value: Any, name: str) -> int:
@@ -123,9 +130,10 @@ def _int(value: Any, name: str) -> int:
         raise UserError(f"{name} must be an integer, got {value!r}") from None
 
 
-def format_prepare_report(meta: dict[str, Any], output: str) -> str:
+def summary(meta: dict[str, Any]) -> str:
+    """The printed report of a run (from its ``_meta.json``)."""
     rows, dropped = meta["rows"], meta["dropped"]
-    lines = [f"prepare ok: run {meta['run_id']} from {meta['source_lake']} into {output} "
+    lines = [f"prepare ok: run {meta['run_id']} from {meta['source_lake']} "
              f"in {meta['seconds']:.1f}s"]
     lines.append(f"  reviews read {rows['read']}   clean {rows['clean']}   kept {rows['kept']}"
                  f"   ({'balanced' if meta['balance'] else 'not balanced'}, seed {meta['seed']})")
@@ -140,12 +148,13 @@ def format_prepare_report(meta: dict[str, Any], output: str) -> str:
                  f"(sha256 {t['vocab_sha256'][:12]}){'' if not t['source'] else ' from ' + t['source']}")
     p = meta["token_lengths"]
     if p.get("percentiles"):
-        pct = " ".join(f"p{k}={v}" for k, v in p["percentiles"].items())
+        pct = " ".join(f"p{k}={v}" for k, v in
+                       sorted(p["percentiles"].items(), key=lambda kv: int(kv[0])))
         lines.append(f"  tokens       {pct}")
         note = "" if p["suggested_max_seq_length"] == meta["max_seq_length"] else \
             f" (the book's rule suggests {p['suggested_max_seq_length']})"
         lines.append(f"  max_seq_length {meta['max_seq_length']}{note}: "
                      f"{100 * p['truncated_fraction']:.1f}% of reviews truncated")
-    lines.append(f"  written      {meta['format']} ({meta['compression']}, {meta['writer']} "
-                 f"writer), parquet/, tokenizer/, _meta.json")
+    lines.append(f"  written      train/ validation/ test/ ({meta['format']}, {meta['compression']}, "
+                 f"{meta['writer']} writer), parquet/, tokenizer/, _meta.json")
     return "\n".join(lines)
