@@ -56,6 +56,7 @@ demo-run:
 	@echo '$(BIN)/reviewlake quality $(DEMO_FLAGS)'
 	@$(BIN)/reviewlake quality $(DEMO_FLAGS) || { rc=$$?; [ $$rc -eq 3 ] || exit $$rc; \
 	  echo "demo: the quality gate stopped the pipeline (exit 3) on the defects the sample was generated with, as it should; the report is report.html in the quality output (data.quality)"; }
+	$(BIN)/reviewlake prepare $(DEMO_FLAGS)
 
 test: setup
 	$(BIN)/python -m pytest tests $(PYTEST_ARGS)

@@ -78,6 +78,7 @@ def test_make_demo_run(tmp_path):
     """The README's demo path, smaller."""
     flags = (f"--set data.raw={tmp_path}/raw --set data.lake={tmp_path}/lake "
              f"--set data.quality={tmp_path}/quality "
+             f"--set data.features={tmp_path}/features "
              f"--set generate.rows=3000 --set generate.files=2")
     proc = subprocess.run(["make", "-s", "demo-run", f"VENV={VENV}", f"DEMO_FLAGS={flags}"],
                           cwd=ROOT, capture_output=True, text=True, timeout=900)
@@ -91,6 +92,11 @@ def test_make_demo_run(tmp_path):
         in proc.stdout
     assert "quality gate failed" in proc.stderr
     assert json.loads((tmp_path / "quality" / "summary.json").read_text())["status"] == "failed"
+    assert "prepare ok" in proc.stdout
+    meta = json.loads((tmp_path / "features" / "_meta.json").read_text())
+    assert meta["rows"]["read"] == report["rows_written"]
+    assert all((tmp_path / "features" / f).is_file()
+               for s in meta["splits"].values() for f in s["files"])
 
 
 @pytest.mark.slow

@@ -56,8 +56,9 @@ def _setup_logging(quiet: bool) -> None:
 
 # --------------------------------------------------------------------------- main
 
-# Each stage's package has a cli module whose register(subparsers) adds its sub-command.
-STAGES = ["generate", "ingest", "quality", "train", "pipeline", "launch"]
+# Each stage's package has a cli module whose register(subparsers) adds its sub-command(s)
+# (the package is named for what it holds: features/ registers `prepare`).
+STAGES = ["generate", "ingest", "quality", "features", "train", "pipeline", "launch"]
 
 
 def build_parser() -> argparse.ArgumentParser:

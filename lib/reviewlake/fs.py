@@ -134,6 +134,16 @@ class HadoopFS:
         else:
             yield self._info(status)
 
+    def copy_to_local(self, src: str, local_dir: str) -> None:
+        """Copy a file or directory (recursively) to a local directory (driver side)."""
+        fs = self._fs(src)
+        fs.copyToLocalFile(False, self._path(src), self._path(local_dir), True)
+
+    def copy_from_local(self, local: str, dst: str) -> None:
+        """Copy a local file or directory (recursively) to dst (driver side)."""
+        fs = self._fs(dst)
+        fs.copyFromLocalFile(False, True, self._path(local), self._path(dst))
+
     def read_text(self, path: str) -> str:
         fs = self._fs(path)
         stream = fs.open(self._path(path))

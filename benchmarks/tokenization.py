@@ -1,0 +1,205 @@
+"""Tokenization throughput of the prepare stage against the bare tokenizer and the book's UDF.
+
+    python benchmarks/tokenization.py [--rows 200000] [--row-udf-rows 20000] [--repeats 3]
+
+All sides encode the same generated review texts to max_seq_length 64 (truncation, padding,
+attention mask) with the same WordPiece tokenizer, on the same cores (Spark local[*] with one
+task per core; one Python process per core for the bare sides):
+
+* stage: the prepare stage's encoder in Spark (``encode_frame``: mapInArrow over Arrow
+  batches, the Rust batch encoder, tokenizer built once per worker from a broadcast), on a
+  cached DataFrame, output to the noop sink; and the same encoder as a pandas UDF
+  (``make_encode_udf``), which the stage does not use because of what it costs;
+* (a) bare fast tokenizer, one process per core, each batch-encoding its share of the texts
+  in batches of the Arrow batch size: (a1) with the stage's encoder (the same call without
+  Spark: what Spark costs), (a2) with the usual ``tokenizer(texts, truncation=True,
+  padding="max_length")`` call of transformers;
+* (b) a row-at-a-time Python UDF calling ``encode_plus`` per row, the book's way (its
+  ``DistilBertTokenizer``, the Python implementation, captured in the UDF's closure), and
+  (b2) the same UDF with the fast tokenizer. Row-at-a-time sides are timed on the first
+  ``--row-udf-rows`` rows (their cost per row does not depend on the row count).
+
+Goals: stage >= 0.8 x the faster of (a1, a2); stage >= 10 x (b).
+
+(Not named tokenize.py: a script's directory comes first on sys.path, and a tokenize.py there
+would shadow the standard library module that inspect, linecache and TensorFlow import, in
+every script of this directory.)
+"""
+from __future__ import annotations
+
+import argparse
+import multiprocessing as mp
+import os
+import tempfile
+
+from common import WORK, machine, med, median_times, save, table
+
+GOAL_BARE, GOAL_ROW = 0.8, 10.0
+MAX_SEQ_LENGTH = 64
+_TEXTS: list = []
+_STATE: dict = {}
+
+
+def _load_texts(rows: int) -> list[str]:
+    import glob
+
+    import pandas as pd
+
+    from reviewlake.generate import generate
+
+    src = WORK / f"tokenize_{rows}"
+    if not (src / "_generated.json").exists():
+        generate(rows=rows, output=src, seed=5, defects=False, files=1)
+    df = pd.read_csv(glob.glob(str(src / "*.tsv"))[0], sep="\t", quoting=3, dtype=str,
+                     usecols=["review_body"], keep_default_na=False)
+    return [t for t in df["review_body"].tolist() if t.strip()][:rows]
+
+
+def _init_worker(tokenizer_dir: str, json_text: str, pad: int, sep: int, batch: int) -> None:
+    os.environ["TOKENIZERS_PARALLELISM"] = "false"
+    from transformers import DistilBertTokenizerFast
+
+    from reviewlake.features.encode import Encoder
+
+    _STATE.update(encoder=Encoder(json_text, MAX_SEQ_LENGTH, pad, sep),
+                  hf=DistilBertTokenizerFast.from_pretrained(tokenizer_dir), batch=batch)
+
+
+def _bare(args) -> int:
+    kind, shard, shards = args
+    texts = _TEXTS[shard::shards]
+    step = _STATE["batch"]
+    for i in range(0, len(texts), step):
+        chunk = texts[i:i + step]
+        if kind == "encoder":
+            _STATE["encoder"].encode(chunk)
+        else:
+            _STATE["hf"](chunk, max_length=MAX_SEQ_LENGTH, truncation=True, padding="max_length")
+    return len(texts)
+
+
+def main() -> None:
+    ap = argparse.ArgumentParser()
+    ap.add_argument("--rows", type=int, default=200_000)
+    ap.add_argument("--row-udf-rows", type=int, default=20_000)
+    ap.add_argument("--repeats", type=int, default=3)
+    ap.add_argument("--warmup", type=int, default=1)
+    args = ap.parse_args()
+
+    from reviewlake.config import Config
+    from reviewlake.features import encode as E
+    from reviewlake.features import tokenizer as TK
+
+    cores = os.cpu_count() or 1
+    texts = _load_texts(args.rows)
+    rows = len(texts)
+    tok = TK.train_wordpiece(texts[:50_000], TK.DEFAULT_VOCAB_SIZE)
+    info = TK.info(tok, "trained-wordpiece", None)
+    tok_dir = tempfile.mkdtemp(prefix="bench-tokenizer-")
+    tok.save_pretrained(tok_dir)
+    cfg = Config.load(None, ["spark.log_level=ERROR"])
+    batch = int(cfg.get("spark.arrow_batch_size", 10000))
+
+    # The bare sides' processes are forked before the JVM starts (and reused by every round).
+    _TEXTS[:] = texts
+    pool = mp.get_context("fork").Pool(cores, _init_worker,
+                                       (tok_dir, info.backend_json, info.pad_id, info.sep_id, batch))
+    pool.map(_bare, [("encoder", 0, 10 ** 9)] * cores)  # load the tokenizers
+
+    from pyspark.sql import functions as F
+    from pyspark.sql.types import ArrayType, IntegerType, StructField, StructType
+    from transformers import DistilBertTokenizer
+
+    from reviewlake.session import get_spark
+
+    spark = get_spark(cfg, "bench-tokenize")
+    import pandas as pd
+
+    df = spark.createDataFrame(pd.DataFrame({"review_body": texts})) \
+        .repartition(2 * cores).cache()
+    assert df.count() == rows
+    small = df.limit(args.row_udf_rows).repartition(2 * cores).cache()
+    small_rows = small.count()
+    encode_udf, bc = E.make_encode_udf(spark, info.backend_json, info.key, MAX_SEQ_LENGTH,
+                                       info.pad_id, info.sep_id)
+    encoded, bc2 = E.encode_frame(df, "review_body", info.backend_json, info.key,
+                                  MAX_SEQ_LENGTH, info.pad_id, info.sep_id)
+
+    def stage():
+        encoded.write.format("noop").mode("overwrite").save()
+
+    def stage_pandas_udf():
+        df.select(encode_udf("review_body").alias("f")) \
+            .select("f.input_ids", "f.input_mask", "f.n_tokens").write.format("noop") \
+            .mode("overwrite").save()
+
+    def bare(kind):
+        done = sum(pool.map(_bare, [(kind, i, cores) for i in range(cores)]))
+        assert done == rows
+
+    schema = StructType([StructField(n, ArrayType(IntegerType(), False)) for n in
+                         ("input_ids", "input_mask", "segment_ids", "label_ids")])
+
+    def row_udf(tokenizer):
+        # the book's convert_input, row at a time (label fixed: tokenization is what is timed)
+        def convert_input(text):
+            enc = tokenizer.encode_plus(text, padding="max_length", truncation=True,
+                                        max_length=MAX_SEQ_LENGTH)
+            return {"input_ids": enc["input_ids"], "input_mask": enc["attention_mask"],
+                    "segment_ids": [0] * MAX_SEQ_LENGTH, "label_ids": [0]}
+        return F.udf(convert_input, schema)
+
+    slow_udf = row_udf(DistilBertTokenizer.from_pretrained(tok_dir))
+    fast_udf = row_udf(tok)
+
+    def per_row(udf):
+        small.select(udf("review_body").alias("f")).select("f.*").write.format("noop") \
+            .mode("overwrite").save()
+
+    sides = {"stage": stage, "stage_pandas_udf": stage_pandas_udf, "bare_encoder": lambda: bare("encoder"),
+             "bare_hf": lambda: bare("hf"), "row_book": lambda: per_row(slow_udf),
+             "row_fast": lambda: per_row(fast_udf)}
+    times = median_times(sides, repeats=args.repeats, warmup=args.warmup)
+    m = {k: med(v) for k, v in times.items()}
+    n = {k: (small_rows if k.startswith("row_") else rows) for k in m}
+    rate = {k: n[k] / m[k] for k in m}
+    best_bare = max(rate["bare_encoder"], rate["bare_hf"])
+    ratio_bare = rate["stage"] / best_bare
+    ratio_row = rate["stage"] / rate["row_book"]
+    labels = {
+        "stage": "prepare stage: mapInArrow, Arrow batches (Spark)",
+        "stage_pandas_udf": "the same encoder as a pandas UDF (Spark)",
+        "bare_encoder": "(a1) bare: the stage's encoder, 1 process/core",
+        "bare_hf": "(a2) bare: tokenizer(texts, truncation, padding), 1 process/core",
+        "row_book": "(b) row UDF: encode_plus, DistilBertTokenizer (the book)",
+        "row_fast": "(b2) row UDF: encode_plus, DistilBertTokenizerFast",
+    }
+    table_rows = [[labels[k], f"{n[k]:,}", f"{m[k]:.2f}", f"{rate[k]:,.0f}",
+                   f"{rate[k] / rate['stage']:.2f}"] for k in labels]
+    mc = machine()
+    lengths = E.Encoder(info.backend_json, MAX_SEQ_LENGTH, info.pad_id, info.sep_id) \
+        .encode(texts[:20000])[2]
+    print(table(f"tokenize: {rows:,} generated reviews (mean {lengths.mean():.0f} tokens, "
+                f"{100 * (lengths > MAX_SEQ_LENGTH).mean():.0f}% longer than {MAX_SEQ_LENGTH}), "
+                f"vocabulary {info.vocab_size}, median of {args.repeats}, {mc['cores']} cores",
+                ["side", "rows", "seconds", "rows/s", "vs stage"], table_rows))
+    print(f"\ngoal: stage >= {GOAL_BARE}x the faster bare side -> {ratio_bare:.2f}x "
+          f"({'met' if ratio_bare >= GOAL_BARE else 'MISSED'})")
+    print(f"goal: stage >= {GOAL_ROW:.0f}x the book's row-at-a-time UDF -> {ratio_row:.1f}x "
+          f"({'met' if ratio_row >= GOAL_ROW else 'MISSED'}); "
+          f"vs the same UDF with the fast tokenizer {rate['stage'] / rate['row_fast']:.1f}x")
+    save("tokenization", {"rows": rows, "row_udf_rows": small_rows, "times": times,
+                      "median_seconds": m, "rows_per_second": rate,
+                      "ratio_vs_bare": ratio_bare, "ratio_vs_row_udf": ratio_row,
+                      "ratio_vs_row_udf_fast": rate["stage"] / rate["row_fast"],
+                      "ratio_pandas_udf_vs_stage": rate["stage_pandas_udf"] / rate["stage"],
+                      "goals": {"bare": GOAL_BARE, "row": GOAL_ROW},
+                      "goal_met": ratio_bare >= GOAL_BARE and ratio_row >= GOAL_ROW})
+    bc.unpersist()
+    bc2.unpersist()
+    pool.close()
+    spark.stop()
+
+
+if __name__ == "__main__":
+    main()

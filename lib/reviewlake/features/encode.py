@@ -1,0 +1,154 @@
+"""BERT features of review texts, vectorised over Arrow batches.
+
+Per Arrow batch (``spark.sql.execution.arrow.maxRecordsPerBatch`` rows) the fast tokenizer's
+batch encoder is called once (Rust, no per-row Python call into the tokenizer) and the padded
+id matrix is built with numpy:
+
+* ``input_ids``: ``[CLS] t1 .. tk [SEP] [PAD] ..`` of length ``max_seq_length``; a longer
+  review keeps its first ``max_seq_length - 2`` tokens (as the tokenizer's own truncation
+  does for one sequence);
+* ``input_mask``: 1 for real tokens, 0 for padding (the attention mask);
+* ``n_tokens``: the review's length in tokens before truncation, [CLS] and [SEP] included
+  (the token-length profile of ``_meta.json`` is computed from it).
+
+Two ways to run it in Spark, both Arrow-vectorised:
+
+* :func:`encode_frame` (what the stage uses): ``mapInArrow``; the id matrices become Arrow
+  list arrays without a copy and the other columns pass through untouched;
+* :func:`make_encode_udf`: a pandas UDF (a column expression, for use in other pipelines).
+  Spark converts every array a pandas UDF returns element by element in Python, which costs
+  about a quarter of the tokenizer's own time per row (benchmarks/tokenization.py measures both).
+
+``segment_ids`` (all zeros) and ``label_ids`` are plain Spark expressions.
+
+The tokenizer reaches the executors as a broadcast of its JSON and is built once per Python
+worker process (Spark reuses workers), in :data:`_ENCODERS` keyed by the JSON's SHA-256 and
+the length: not per row, not per batch. Executors need ``tokenizers``, numpy and pyarrow,
+never ``transformers`` or TensorFlow.
+"""
+from __future__ import annotations
+
+import os
+from typing import Callable, Iterator
+
+import numpy as np
+import pandas as pd  # module level: the UDF's type hints are resolved here
+
+_ENCODERS: dict[tuple[str, int], "Encoder"] = {}
+BUILDS: dict[tuple[str, int], int] = {}  # how often this process built each encoder (tests)
+
+
+class Encoder:
+    """A tokenizers.Tokenizer (no truncation, no padding: both done here) and the ids needed
+    to pad and truncate like BERT."""
+
+    def __init__(self, tokenizer_json: str, max_seq_length: int, pad_id: int, sep_id: int):
+        from tokenizers import Tokenizer
+
+        if max_seq_length < 2:
+            raise ValueError("max_seq_length must be at least 2")
+        self.tokenizer = Tokenizer.from_str(tokenizer_json)
+        self.tokenizer.no_truncation()
+        self.tokenizer.no_padding()
+        # Offsets are not needed: the fast path skips tracking them when available.
+        self._batch = getattr(self.tokenizer, "encode_batch_fast", None) or self.tokenizer.encode_batch
+        self.max_seq_length = max_seq_length
+        self.pad_id = pad_id
+        self.sep_id = sep_id
+        self._positions = np.arange(max_seq_length, dtype=np.int32)
+
+    def encode(self, texts: list) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
+        """(input_ids (n, L) int32, input_mask (n, L) int32, n_tokens (n,) int32)."""
+        length = self.max_seq_length
+        texts = [t if isinstance(t, str) else "" for t in texts]
+        encodings = self._batch(texts)
+        n = len(encodings)
+        ids = np.full((n, length), self.pad_id, dtype=np.int32)
+        n_tokens = np.empty(n, dtype=np.int32)
+        for i, enc in enumerate(encodings):
+            row = enc.ids
+            k = len(row)
+            n_tokens[i] = k
+            if k > length:
+                row = row[:length]
+                k = length
+            ids[i, :k] = row
+        truncated = n_tokens > length
+        if truncated.any():
+            ids[truncated, length - 1] = self.sep_id
+        mask = (self._positions < np.minimum(n_tokens, length)[:, None]).astype(np.int32)
+        return ids, mask, n_tokens
+
+
+def cached_encoder(key: str, max_seq_length: int, pad_id: int, sep_id: int,
+                   tokenizer_json: Callable[[], str]) -> Encoder:
+    """The encoder of this process for a tokenizer, built on first use."""
+    enc = _ENCODERS.get((key, max_seq_length))
+    if enc is None:
+        # One Spark task per core: the tokenizer must not start its own thread pool in each.
+        os.environ.setdefault("TOKENIZERS_PARALLELISM", "false")
+        enc = _ENCODERS[(key, max_seq_length)] = Encoder(tokenizer_json(), max_seq_length,
+                                                         pad_id, sep_id)
+        BUILDS[(key, max_seq_length)] = BUILDS.get((key, max_seq_length), 0) + 1
+    return enc
+
+
+ENCODED_DDL = "input_ids array<int>, input_mask array<int>, n_tokens int"
+ENCODED_COLUMNS = ("input_ids", "input_mask", "n_tokens")
+
+
+def encode_batches(batches: Iterator, text_column: str, encoder: Callable[[], Encoder]) -> Iterator:
+    """Arrow record batches -> the same batches without the text column, plus the features."""
+    import pyarrow as pa
+
+    for batch in batches:
+        enc = encoder()
+        names = batch.schema.names
+        text_at = names.index(text_column)
+        ids, mask, n_tokens = enc.encode(batch.column(text_at).to_pylist())
+        rows, length = ids.shape
+        offsets = pa.array(np.arange(0, rows * length + 1, length, dtype=np.int32))
+        columns = [batch.column(i) for i in range(len(names)) if i != text_at]
+        columns += [pa.ListArray.from_arrays(offsets, pa.array(ids.reshape(-1))),
+                    pa.ListArray.from_arrays(offsets, pa.array(mask.reshape(-1))),
+                    pa.array(n_tokens)]
+        yield pa.RecordBatch.from_arrays(
+            columns, names=[n for n in names if n != text_column] + list(ENCODED_COLUMNS))
+
+
+def encode_frame(df, text_column: str, tokenizer_json: str, key: str, max_seq_length: int,
+                 pad_id: int, sep_id: int):
+    """``df`` with ``text_column`` replaced by input_ids, input_mask and n_tokens
+    (mapInArrow); returns (DataFrame, the broadcast to release when the job is done)."""
+    from pyspark.sql.types import ArrayType, IntegerType, StructField, StructType
+
+    broadcast = df.sparkSession.sparkContext.broadcast(tokenizer_json)
+    schema = StructType([f for f in df.schema.fields if f.name != text_column] + [
+        StructField("input_ids", ArrayType(IntegerType(), True), True),
+        StructField("input_mask", ArrayType(IntegerType(), True), True),
+        StructField("n_tokens", IntegerType(), True)])
+
+    def encoder() -> Encoder:
+        return cached_encoder(key, max_seq_length, pad_id, sep_id, lambda: broadcast.value)
+
+    def encode_partition(batches):
+        return encode_batches(batches, text_column, encoder)
+
+    return df.mapInArrow(encode_partition, schema), broadcast
+
+
+def make_encode_udf(spark, tokenizer_json: str, key: str, max_seq_length: int, pad_id: int,
+                    sep_id: int):
+    """(pandas UDF text -> struct<input_ids, input_mask, n_tokens>, the broadcast to release)."""
+    from pyspark.sql.functions import pandas_udf
+
+    broadcast = spark.sparkContext.broadcast(tokenizer_json)
+
+    @pandas_udf(ENCODED_DDL)
+    def encode_reviews(texts: pd.Series) -> pd.DataFrame:
+        enc = cached_encoder(key, max_seq_length, pad_id, sep_id, lambda: broadcast.value)
+        ids, mask, n_tokens = enc.encode(texts.tolist())
+        return pd.DataFrame({"input_ids": list(ids), "input_mask": list(mask),
+                             "n_tokens": n_tokens})
+
+    return encode_reviews, broadcast

@@ -1,0 +1,380 @@
+"""The prepare stage: the Parquet lake -> balanced, split, tokenized TFRecords (+ Parquet).
+
+Steps (each a DataFrame -> DataFrame function of :mod:`.splits` or :mod:`.encode`):
+
+1. read ``LAKE/reviews`` (partition pruning on ``--categories``), drop rows that cannot be
+   examples and collapse duplicate review ids; the clean rows are staged as Parquet so the
+   following steps read only the columns they need instead of recomputing the shuffle;
+2. balance and split (exact counts, reproducible by seed, see :mod:`.splits`);
+3. the tokenizer: a saved directory, or a WordPiece vocabulary trained on a bounded,
+   deterministic sample of the training split;
+4. features in a vectorised Arrow function (``mapInArrow``), written as Parquet
+   partitioned by ``split``;
+5. from that Parquet, TFRecord files per split (spark-tfrecord jar, or the Python writer);
+6. counts, per label and per file, checked against each other; the token-length profile;
+7. ``_meta.json``, and the commit: the staged directories replace the previous ones.
+
+Output layout (paths in ``_meta.json`` are relative to FEATURES)::
+
+    FEATURES/train/part-NNNNN-<run>.tfrecord[.gz]   tf.train.Example: input_ids, input_mask,
+    FEATURES/validation/...  FEATURES/test/...      segment_ids [max_seq_length], label_ids [1]
+    FEATURES/{train,validation,test}/_SUCCESS
+    FEATURES/tokenizer/                             DistilBertTokenizerFast.from_pretrained
+    FEATURES/parquet/split=<s>/part-*.parquet       the same features + review_id,
+                                                    product_category, n_tokens
+    FEATURES/_meta.json                             counts, spec, tokenizer, profile, ...
+
+A run writes under ``FEATURES/_staging/<run_id>/``; a run that fails or is killed leaves the
+previous output complete (see :mod:`reviewlake.commit`).
+"""
+from __future__ import annotations
+
+import datetime as dt
+import logging
+import time
+import uuid
+from dataclasses import dataclass
+from typing import Any, Sequence
+from urllib.parse import unquote
+
+from pyspark.sql import DataFrame, Observation, SparkSession
+from pyspark.sql import functions as F
+
+from .. import __version__
+from .. import commit as commit_mod
+from ..errors import UserError
+from ..fs import HadoopFS, is_remote, join, qualify
+from ..schema import ID_COLUMN, LABEL_COLUMN, PARTITION_COLUMN, STAR_RATINGS, TEXT_COLUMN
+from . import encode as E
+from . import splits as S
+from . import tfrecord as T
+from . import tokenizer as TK
+from . import write as W
+
+log = logging.getLogger(__name__)
+
+REVIEWS = "reviews"
+META = "_meta.json"
+PARQUET = "parquet"
+TOKENIZER = "tokenizer"
+CLEAN = "clean"  # inside the staging area; never committed
+NUM_LABELS = len(STAR_RATINGS)
+LABEL_OFFSET = 1
+PERCENTILES = tuple(range(10, 101, 10))
+OUTPUTS = (*S.SPLITS, TOKENIZER, PARQUET)
+
+
+class CountMismatch(UserError):
+    """The TFRecord files do not hold what the Parquet features hold: nothing is committed."""
+
+    exit_code = 4
+
+
+@dataclass
+class PrepareOptions:
+    max_seq_length: int = 64
+    split: Sequence[float] = (0.90, 0.05, 0.05)
+    balance: bool = True
+    tokenizer: str | None = None
+    vocab_size: int = TK.DEFAULT_VOCAB_SIZE
+    tokenizer_sample_rows: int = 200_000
+    categories: Sequence[str] | None = None
+    seed: int = 42
+    compression: str = "none"
+    writer: str = "auto"
+    records_per_file: int = 200_000
+    min_files: int = 2
+
+    def validate(self) -> None:
+        self.split = S.parse_fractions(self.split)
+        if not isinstance(self.max_seq_length, int) or not 3 <= self.max_seq_length <= TK.MODEL_MAX_LENGTH:
+            raise UserError(f"--max-seq-length must be an integer between 3 and "
+                            f"{TK.MODEL_MAX_LENGTH}, got {self.max_seq_length!r}")
+        if self.compression not in T.COMPRESSIONS:
+            raise UserError(f"--compression must be one of {', '.join(T.COMPRESSIONS)}, "
+                            f"got {self.compression!r}")
+        if self.writer not in W.WRITERS:
+            raise UserError(f"--writer must be one of {', '.join(W.WRITERS)}, got {self.writer!r}")
+        if int(self.vocab_size) <= len(TK.SPECIAL_TOKENS):
+            raise UserError(f"--vocab-size must be larger than {len(TK.SPECIAL_TOKENS)}, "
+                            f"got {self.vocab_size}")
+        if int(self.tokenizer_sample_rows) < 1:
+            raise UserError("prepare.tokenizer_sample_rows must be at least 1")
+        if int(self.records_per_file) < 1 or int(self.min_files) < 1:
+            raise UserError("prepare.records_per_file and prepare.min_files must be at least 1")
+        if self.categories is not None:
+            cats = [c.strip() for c in self.categories if c and c.strip()]
+            if not cats:
+                raise UserError("--categories needs at least one product category")
+            self.categories = sorted(set(cats))
+
+
+def new_run_id() -> str:
+    return dt.datetime.now(dt.timezone.utc).strftime("%Y%m%dT%H%M%SZ") + "-" + uuid.uuid4().hex[:6]
+
+
+def _inside(a: str, b: str) -> bool:
+    a, b = a.rstrip("/") + "/", b.rstrip("/") + "/"
+    return a.startswith(b)
+
+
+def lake_categories(fs: HadoopFS, reviews: str) -> list[str]:
+    """The product categories present in the lake (its partition directories)."""
+    out = []
+    prefix = f"{PARTITION_COLUMN}="
+    for path in fs.list_subdirs(reviews):
+        name = path.rstrip("/").rsplit("/", 1)[-1]
+        if name.startswith(prefix):
+            out.append(unquote(name[len(prefix):]))
+    return sorted(out)
+
+
+def read_reviews(spark: SparkSession, reviews: str, categories: Sequence[str] | None) -> DataFrame:
+    """The lake's reviews (only the partitions of ``categories`` are read when given)."""
+    df = spark.read.parquet(reviews)
+    if categories:
+        df = df.where(F.col(PARTITION_COLUMN).isin(list(categories)))
+    return df
+
+
+def clean_reviews(df: DataFrame, run_id: str) -> tuple[DataFrame, Observation, Observation]:
+    """Valid, deduplicated reviews, with observations counting what was dropped and why."""
+    drops = Observation(f"prepare-drops-{run_id}")
+    dupes = Observation(f"prepare-dupes-{run_id}")
+    reasoned = df.select(*S.COLUMNS).withColumn("_drop", S.drop_reason()).observe(
+        drops, *S.drop_counters())
+    valid = reasoned.where(F.col("_drop").isNull()).drop("_drop")
+    deduped = S.dedupe(valid).observe(dupes, *S.dedupe_counters())
+    return deduped.where(~F.col("_conflict")).select(*S.COLUMNS), drops, dupes
+
+
+def tokenizer_sample(assigned: DataFrame, rows: int, seed: int, train_count: int) -> list[str]:
+    """A deterministic sample of at most ``rows`` training texts (the tokenizer's corpus)."""
+    train = assigned.where(F.col(S.SPLIT) == "train")
+    sample_key = F.xxhash64(F.col(ID_COLUMN), F.lit(int(seed) + 1).cast("long"))
+    if train_count > rows:
+        # a cheap pre-filter keeps ~1.2x the sample, the exact top-k by key does the rest
+        keep = min(1.0, 1.2 * rows / train_count)
+        threshold = int(-(1 << 63) + keep * ((1 << 64) - 1))
+        train = train.where(sample_key <= F.lit(min(threshold, (1 << 63) - 1)))
+    picked = (train.select(sample_key.alias("_s"), ID_COLUMN, TEXT_COLUMN)
+              .orderBy("_s", ID_COLUMN).limit(int(rows)).collect())
+    return [r[TEXT_COLUMN] for r in picked]
+
+
+def features_frame(assigned: DataFrame, tinfo: TK.TokenizerInfo,
+                   max_seq_length: int) -> tuple[DataFrame, Any]:
+    """Kept rows -> the feature rows (Parquet schema of FEATURES/parquet); plus the
+    tokenizer's broadcast, to release once the features are written."""
+    rows = assigned.select(
+        ID_COLUMN, PARTITION_COLUMN, S.SPLIT,
+        (F.col(LABEL_COLUMN) - LABEL_OFFSET).cast("int").alias("label_ids"), TEXT_COLUMN)
+    encoded, broadcast = E.encode_frame(rows, TEXT_COLUMN, tinfo.backend_json, tinfo.key,
+                                        max_seq_length, tinfo.pad_id, tinfo.sep_id)
+    return encoded.select(
+        ID_COLUMN, PARTITION_COLUMN, "label_ids", "input_ids", "input_mask",
+        F.array_repeat(F.lit(0), max_seq_length).alias("segment_ids"), "n_tokens",
+        S.SPLIT), broadcast
+
+
+def token_profile(features: DataFrame, max_seq_length: int) -> dict[str, Any]:
+    """Percentiles of review lengths in tokens ([CLS] and [SEP] included), the book's rule
+    for max_seq_length (the smallest power of two >= the 80th percentile) and the share of
+    reviews longer than the chosen length (truncated)."""
+    qs = [p / 100 for p in PERCENTILES]
+    row = features.agg(
+        F.percentile_approx("n_tokens", qs, 100000).alias("p"),
+        F.avg(F.when(F.col("n_tokens") > max_seq_length, 1.0).otherwise(0.0)).alias("trunc"),
+        F.avg("n_tokens").alias("mean"), F.count(F.lit(1)).alias("n")).first()
+    if not row["n"]:
+        return {"percentiles": {}, "suggested_max_seq_length": None, "truncated_fraction": 0.0,
+                "mean": None, "counted": 0}
+    pct = {str(p): int(v) for p, v in zip(PERCENTILES, row["p"])}
+    p80 = pct["80"]
+    suggested = 1
+    while suggested < p80:
+        suggested *= 2
+    return {"percentiles": pct, "suggested_max_seq_length": min(suggested, TK.MODEL_MAX_LENGTH),
+            "rule": "smallest power of two >= the 80th percentile (at most 512)",
+            "truncated_fraction": round(float(row["trunc"]), 6), "mean": round(float(row["mean"]), 2),
+            "counted": int(row["n"]), "unit": "tokens per review, [CLS] and [SEP] included"}
+
+
+def feature_spec(max_seq_length: int) -> dict[str, Any]:
+    seq = {"dtype": "int64", "shape": [max_seq_length]}
+    return {"input_ids": dict(seq), "input_mask": dict(seq), "segment_ids": dict(seq),
+            "label_ids": {"dtype": "int64", "shape": []}}
+
+
+def run_prepare(spark: SparkSession, lake: str, output: str,
+                options: PrepareOptions | None = None) -> dict[str, Any]:
+    """Prepare ``lake`` into ``output``; returns the ``_meta.json`` content (also written)."""
+    opts = options or PrepareOptions()
+    opts.validate()
+    started = time.time()
+    lake, output = qualify(lake), qualify(output)
+    fs = HadoopFS(spark)
+    run_id = new_run_id()
+    run_tag = run_id.rsplit("-", 1)[-1] + uuid.uuid4().hex[:6]
+    phases: dict[str, float] = {}
+    clock = [started]
+
+    def phase(name: str) -> None:
+        now = time.time()
+        phases[name] = round(now - clock[0], 3)
+        clock[0] = now
+
+    reviews = join(lake, REVIEWS)
+    if not fs.is_dir(reviews):
+        raise UserError(f"no lake at {lake} ({reviews} not found); run reviewlake ingest first "
+                        f"or pass --input LAKE")
+    if _inside(output, lake) or _inside(lake, output):
+        raise UserError(f"--output {output} must not be inside the lake {lake} or contain it")
+    if opts.categories:
+        present = lake_categories(fs, reviews)
+        unknown = [c for c in opts.categories if c not in present]
+        if unknown:
+            raise UserError(f"no product_category {', '.join(map(repr, unknown))} in {lake} "
+                            f"(it has {len(present)}: {', '.join(present[:5])}"
+                            f"{', ...' if len(present) > 5 else ''})")
+    writer_kind = W.choose_writer(spark, opts.writer, output)
+    pretrained = None
+    if opts.tokenizer:
+        pretrained = TK.load_pretrained(fs, qualify(opts.tokenizer))
+        TK.check_bert_like(pretrained, opts.max_seq_length, opts.tokenizer)
+    fs.check_writable(output)
+    recovered = commit_mod.recover(fs, output)
+    commit_mod.clean_stale_staging(fs, output)
+    stage = commit_mod.staging_dir(output, run_id)
+    phase("checks")
+
+    # 1. clean rows, staged
+    clean_dir = join(stage, CLEAN)
+    clean, drops, dupes = clean_reviews(read_reviews(spark, reviews, opts.categories), run_id)
+    clean.write.mode("overwrite").parquet(clean_dir)
+    dropped_rows = {k: int(v or 0) for k, v in drops.get.items()}
+    dedupe_rows = {k: int(v or 0) for k, v in dupes.get.items()}
+    clean = spark.read.parquet(clean_dir)
+    phase("clean")
+
+    # 2. balance and split
+    assigned, plan = S.balance_and_split(clean, opts.split, opts.balance, opts.seed)
+    counts = plan["class_counts"]
+    train_total = sum(plan["ends"][r][0] for r in STAR_RATINGS)
+    phase("split")
+
+    # 3. tokenizer
+    if pretrained is not None:
+        tok = pretrained
+        tinfo = TK.info(tok, "pretrained", opts.tokenizer)
+    else:
+        texts = tokenizer_sample(assigned, int(opts.tokenizer_sample_rows), opts.seed, train_total)
+        tok = TK.train_wordpiece(texts, int(opts.vocab_size))
+        TK.check_bert_like(tok, opts.max_seq_length, "the trained tokenizer")
+        tinfo = TK.info(tok, "trained-wordpiece", None,
+                        {"split": "train", "rows": len(texts), "requested_vocab_size":
+                         int(opts.vocab_size), "sample_limit": int(opts.tokenizer_sample_rows)})
+        del texts
+    TK.save(tok, fs, join(stage, TOKENIZER))
+    phase("tokenizer")
+
+    # 4. features -> Parquet
+    parquet_dir = join(stage, PARQUET)
+    encoded, broadcast = features_frame(assigned, tinfo, opts.max_seq_length)
+    try:
+        encoded.write.mode("overwrite").partitionBy(S.SPLIT).parquet(parquet_dir)
+    finally:
+        broadcast.unpersist()
+    features = spark.read.parquet(parquet_dir)
+    phase("encode")
+
+    # 5. counts and the token-length profile (from the Parquet features)
+    by_split: dict[str, dict[str, int]] = {s: {str(i): 0 for i in range(NUM_LABELS)}
+                                           for s in S.SPLITS}
+    for r in features.groupBy(S.SPLIT, "label_ids").count().collect():
+        by_split[r[S.SPLIT]][str(r["label_ids"])] = int(r["count"])
+    profile = token_profile(features, opts.max_seq_length)
+    phase("profile")
+
+    # 6. TFRecords per split
+    s3 = W.s3_options_for(spark, output) if writer_kind == "python" and is_remote(output) else {}
+    splits_meta: dict[str, Any] = {}
+    for name in S.SPLITS:
+        split_dir = join(stage, name)
+        count = sum(by_split[name].values())
+        n_files = W.files_for(count, int(opts.records_per_file), int(opts.min_files))
+        part = features.where(F.col(S.SPLIT) == name).repartition(n_files, ID_COLUMN)
+        if writer_kind == "jar":
+            W.write_split_jar(part, split_dir, opts.compression)
+            files = W.list_split_files(fs, split_dir)
+            labels = dict(by_split[name])
+            records = count
+        else:
+            stats = W.write_split_python(part, split_dir, run_tag, opts.compression,
+                                         opts.max_seq_length, s3) if count else []
+            W.finish_split(fs, split_dir)
+            on_disk = {f["file"]: f for f in W.list_split_files(fs, split_dir)}
+            files = sorted(({"file": s["file"], "bytes": s["bytes"]} for s in stats),
+                           key=lambda f: f["file"])
+            labels = {str(i): sum(s["labels"][i] for s in stats) for i in range(NUM_LABELS)}
+            records = sum(s["records"] for s in stats)
+            if sorted(on_disk) != [f["file"] for f in files]:
+                raise CountMismatch(f"{name}: the files on disk ({len(on_disk)}) are not the "
+                                    f"files the writers committed ({len(files)}); nothing was "
+                                    f"committed, the previous output is unchanged")
+        if records != count or labels != by_split[name]:
+            raise CountMismatch(f"{name}: TFRecords hold {records} records {labels}, the "
+                                f"features {count} {by_split[name]}; nothing was committed, "
+                                f"the previous output is unchanged")
+        splits_meta[name] = {
+            "count": count, "labels": by_split[name],
+            "files": [f"{name}/{f['file']}" for f in files],
+            "bytes": sum(f["bytes"] for f in files),
+        }
+    phase("tfrecord")
+
+    fs.delete(clean_dir)
+    finished = time.time()
+    rows_read = dropped_rows.pop("rows_read", 0)
+    invalid_detail = {"null": dropped_rows.pop("rating_null", 0),
+                      "below_1": dropped_rows.pop("rating_below_1", 0),
+                      "above_5": dropped_rows.pop("rating_above_5", 0)}
+    kept = sum(s["count"] for s in splits_meta.values())
+    clean_total = sum(counts.values())
+    dropped = dict(dropped_rows, **dedupe_rows, balance=clean_total - kept)
+    meta: dict[str, Any] = {
+        "format": "tfrecord", "compression": opts.compression,
+        "max_seq_length": opts.max_seq_length, "num_labels": NUM_LABELS,
+        "label_offset": LABEL_OFFSET, "label_column": LABEL_COLUMN, "text_column": TEXT_COLUMN,
+        "features": feature_spec(opts.max_seq_length),
+        "splits": splits_meta,
+        "tokenizer": tinfo.meta(TOKENIZER),
+        "token_lengths": profile,
+        "parquet": {"path": PARQUET, "partitioned_by": S.SPLIT,
+                    "columns": ["review_id", "product_category", "label_ids", "input_ids",
+                                "input_mask", "segment_ids", "n_tokens"]},
+        "source_lake": lake, "seed": opts.seed, "split_fractions": list(opts.split),
+        "balance": opts.balance,
+        "categories": list(opts.categories) if opts.categories else None,
+        "rows": {"read": rows_read, "clean": clean_total, "kept": kept},
+        "dropped": dropped,
+        "dropped_detail": {"invalid_star_rating": invalid_detail},
+        "star_ratings_before_balance": {str(r): counts.get(r, 0) for r in STAR_RATINGS},
+        "writer": "spark-tfrecord" if writer_kind == "jar" else "python",
+        "run_id": run_id, "recovered_run": recovered,
+        "created_at": dt.datetime.fromtimestamp(finished, dt.timezone.utc).isoformat(),
+        "seconds": round(finished - started, 3), "phases": phases,
+        "reviewlake_version": __version__,
+    }
+    if rows_read != sum(dropped.values()) + kept:
+        raise CountMismatch(f"row accounting failed: read {rows_read} != dropped "
+                            f"{sum(dropped.values())} + kept {kept}; nothing was committed")
+    marker = {
+        "stage": "prepare", "run_id": run_id, "mode": "overwrite",
+        "retire": [join(output, META)],
+        "moves": [{"from": join(stage, name), "to": join(output, name)} for name in OUTPUTS],
+        "files": {join(output, META): meta},
+    }
+    commit_mod.commit(fs, output, marker)
+    log.info("prepare phases (s): %s", phases)
+    return meta

@@ -1,0 +1,37 @@
+"""The prepare stage's benchmark scripts run and print their tables (tiny sizes)."""
+import json
+import os
+import subprocess
+import sys
+
+import pytest
+
+from conftest import ROOT
+
+
+def run_bench(tmp_path, *args):
+    env = dict(os.environ, REVIEWLAKE_BENCH_DIR=str(tmp_path))
+    proc = subprocess.run([sys.executable, *args], cwd=ROOT, env=env, capture_output=True,
+                          text=True, timeout=900)
+    assert proc.returncode == 0, proc.stderr[-3000:]
+    return proc.stdout
+
+
+@pytest.mark.slow
+def test_tokenization_benchmark_prints_its_ratios(tmp_path):
+    out = run_bench(tmp_path, "benchmarks/tokenization.py", "--rows", "1500", "--row-udf-rows",
+                    "100", "--repeats", "1", "--warmup", "0")
+    assert "| side" in out and "(b) row UDF: encode_plus" in out
+    assert "goal: stage >= 0.8x the faster bare side" in out and "goal: stage >= 10x" in out
+    result = json.loads((tmp_path / "results" / "tokenization.json").read_text())
+    assert result["rows"] == 1500 and result["row_udf_rows"] == 100
+    assert result["ratio_vs_bare"] > 0 and result["ratio_vs_row_udf"] > 0
+
+
+def test_tfrecord_benchmark_prints_its_ratio(tmp_path):
+    out = run_bench(tmp_path, "benchmarks/tfrecord.py", "--records", "3000", "--e2e-records",
+                    "500", "--repeats", "1")
+    assert "| side" in out and "goal: Python writer >= 0.8x" in out
+    result = json.loads((tmp_path / "results" / "tfrecord.json").read_text())
+    assert result["records"] == 3000 and result["ratio"] > 0
+    assert not list((tmp_path / "tfrecord_out").iterdir())

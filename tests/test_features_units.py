@@ -1,0 +1,246 @@
+"""The prepare stage's pieces: cleaning, exact cuts and splits, the encoder and its UDF."""
+import numpy as np
+import pytest
+from pyspark.sql import functions as F
+
+from reviewlake.errors import UserError
+from reviewlake.features import encode as E
+from reviewlake.features import splits as S
+from reviewlake.features import tokenizer as TK
+from reviewlake.ingest.job import spark_conf
+
+TEXTS = [
+    "Great product, works exactly as described!",
+    "", "   ", "Terrible. Broke after two days; would not buy again.",
+    "word " * 200, "Ünïcödé accents and CAPITALS are lower-cased", "[SEP] [PAD] literal specials",
+    "short", "a b c d e f", "emoji 🙂 and 中文 characters",
+]
+
+
+@pytest.fixture(scope="module")
+def tok():
+    corpus = [t for t in TEXTS if t.strip()] * 30 + ["the quick brown fox jumps over the lazy dog"] * 30
+    return TK.train_wordpiece(corpus, vocab_size=300)
+
+
+# --------------------------------------------------------------------------- cleaning
+
+
+def frame(spark, rows):
+    return spark.createDataFrame(rows, "review_id string, star_rating int, review_body string, "
+                                       "product_category string")
+
+
+def test_drop_reasons(spark):
+    rows = [("R1", 5, "fine", "Books"), (None, 5, "fine", "Books"), ("  ", 4, "fine", "Books"),
+            ("R2", 0, "fine", "Books"), ("R3", 6, "fine", "Books"), ("R4", None, "fine", "Books"),
+            ("R5", 3, None, "Books"), ("R6", 3, " \t\n", "Books"), ("R7", 3, "\u00a0", "Books"),
+            (None, 9, None, "Books")]
+    got = {r.review_id: r.reason for r in
+           frame(spark, rows).select("review_id", S.drop_reason().alias("reason")).collect()
+           if r.review_id is None or r.review_id.strip()}
+    assert got == {"R1": None, "R2": "invalid_star_rating", "R3": "invalid_star_rating",
+                   "R4": "invalid_star_rating", "R5": "blank_review_body",
+                   "R6": "blank_review_body", "R7": "blank_review_body",
+                   None: "missing_review_id"}
+    assert [r.review_id for r in S.valid_rows(frame(spark, rows)).collect()] == ["R1"]
+
+
+def test_dedupe_collapses_copies_and_drops_conflicts(spark):
+    rows = [("A", 5, "same", "Books"), ("A", 5, "same", "Books"),
+            ("B", 5, "one text", "Books"), ("B", 4, "one text", "Books"),
+            ("C", 2, "alone", "Toys"),
+            ("D", 1, "copy", "Toys"), ("D", 1, "copy", "Books"), ("D", 1, "copy", "Music"),
+            ("E", 3, "x", "Toys"), ("E", 3, "y", "Toys")]
+    out = S.dedupe(frame(spark, rows))
+    got = {r.review_id: (r.star_rating, r.review_body, r.product_category, r._copies, r._conflict)
+           for r in out.collect()}
+    assert got["A"] == (5, "same", "Books", 2, False)
+    assert got["B"][3:] == (2, True) and got["E"][3:] == (2, True)
+    assert got["C"] == (2, "alone", "Toys", 1, False)
+    assert got["D"] == (1, "copy", "Books", 3, False)  # the smallest category, whatever the order
+    counts = out.agg(*S.dedupe_counters()).first()
+    assert counts.duplicate_review_id == 3 and counts.conflicting_review_id == 4
+
+
+# --------------------------------------------------------------------------- balance and split
+
+
+def test_parse_fractions():
+    assert S.parse_fractions("0.90,0.05,0.05") == (0.9, 0.05, 0.05)
+    assert S.parse_fractions([0.8, 0.1, 0.1]) == (0.8, 0.1, 0.1)
+    for bad in ("0.9,0.1", "a,b,c", "0.9,0.2,0.1", "-0.1,0.6,0.5", "0,0.5,0.5"):
+        with pytest.raises(UserError, match="--split"):
+            S.parse_fractions(bad)
+
+
+def test_split_ends_are_within_one_row():
+    counts = {1: 103, 2: 57, 3: 1000, 4: 58, 5: 9999}
+    ends = S.split_ends(counts, (0.9, 0.05, 0.05), balance=True)
+    assert all(e[2] == 57 for e in ends.values())
+    k1, k2, m = ends[1]
+    assert (k1, k2 - k1, m - k2) == (51, 3, 3)
+    for f in [(0.8, 0.1, 0.1), (0.7, 0.2, 0.1), (1.0, 0.0, 0.0), (0.34, 0.33, 0.33)]:
+        for r, (k1, k2, m) in S.split_ends(counts, f, balance=False).items():
+            assert m == counts[r]
+            sizes = (k1, k2 - k1, m - k2)
+            assert all(abs(s - fr * m) < 1 for s, fr in zip(sizes, f)), (f, r, sizes)
+    with pytest.raises(UserError, match="star_rating 2"):
+        S.split_ends({1: 5, 3: 5, 4: 5, 5: 5}, (0.9, 0.05, 0.05), balance=True)
+    assert S.split_ends({1: 5, 3: 5, 4: 5, 5: 5}, (0.9, 0.05, 0.05), balance=False)[2] == (0, 0, 0)
+
+
+@pytest.fixture(scope="module")
+def ranked(spark):
+    rng = np.random.default_rng(3)
+    n = 3000
+    ratings = rng.choice([1, 2, 3, 4, 5], n, p=[0.1, 0.05, 0.1, 0.2, 0.55])
+    rows = [(f"R{i:06d}", int(r), "text", "Books") for i, r in enumerate(ratings)]
+    df = S.with_key(frame(spark, rows), seed=11).cache()
+    keys = {}
+    for r in df.select("review_id", "star_rating", S.KEY).collect():
+        keys.setdefault(r.star_rating, []).append((r[S.KEY], r.review_id))
+    return df, {c: sorted(v) for c, v in keys.items()}
+
+
+@pytest.mark.parametrize("collect_limit,step_bits", [(20000, 10), (7, 3)])
+def test_find_cuts_is_exact(ranked, monkeypatch, collect_limit, step_bits):
+    """Whether the keys are collected at once or after several rounds of refinement, the cut
+    is the k-th key of its class."""
+    monkeypatch.setattr(S, "COLLECT_LIMIT", collect_limit)
+    monkeypatch.setattr(S, "STEP_BITS", step_bits)
+    df, ordered = ranked
+    counts = {c: len(v) for c, v in ordered.items()}
+    ends = S.split_ends(counts, (0.9, 0.05, 0.05), balance=True)
+    ends[5] = (1, 2, counts[5])  # the first and last key of a class too
+    cuts = S.find_cuts(df, ends, counts)
+    for c, ks in ends.items():
+        assert cuts[c] == [ordered[c][k - 1] if k else None for k in ks]
+
+
+def test_assign_splits_follows_the_ranks_whatever_the_partitioning(ranked):
+    df, ordered = ranked
+    counts = {c: len(v) for c, v in ordered.items()}
+    ends = S.split_ends(counts, (0.8, 0.1, 0.1), balance=True)
+    cuts = S.find_cuts(df, ends, counts)
+    expected = {}
+    for c, keys in ordered.items():
+        k1, k2, m = ends[c]
+        for rank, (_, rid) in enumerate(keys):
+            if rank < m:
+                expected[rid] = "train" if rank < k1 else "validation" if rank < k2 else "test"
+    for layout in (df.repartition(7), df.coalesce(1), df.repartition(3, "star_rating")):
+        got = {r.review_id: r.split for r in
+               S.assign_splits(layout, cuts).select("review_id", "split").collect()}
+        assert got == expected
+    per = {}
+    for rid, split in expected.items():
+        per[split] = per.get(split, 0) + 1
+    m = min(counts.values())
+    assert sum(per.values()) == 5 * m
+
+
+def test_another_seed_gives_another_sample(spark, ranked):
+    df, _ = ranked
+    base = df.drop(S.KEY)
+    a, _ = S.balance_and_split(base, (0.9, 0.05, 0.05), True, seed=1)
+    b, _ = S.balance_and_split(base, (0.9, 0.05, 0.05), True, seed=2)
+    a_ids = {r.review_id for r in a.where("split = 'test'").collect()}
+    b_ids = {r.review_id for r in b.where("split = 'test'").collect()}
+    assert a_ids and b_ids and a_ids != b_ids
+    assert len(a_ids) == len(b_ids)
+
+
+# --------------------------------------------------------------------------- encoder
+
+
+@pytest.mark.parametrize("length", [4, 8, 64])
+def test_encoder_matches_the_tokenizer(tok, length):
+    enc = E.Encoder(tok.backend_tokenizer.to_str(), length, tok.pad_token_id, tok.sep_token_id)
+    ids, mask, n_tokens = enc.encode(TEXTS + [None])
+    ref = tok(TEXTS + [""], max_length=length, truncation=True, padding="max_length")
+    assert ids.tolist() == ref["input_ids"]
+    assert mask.tolist() == ref["attention_mask"]
+    full = tok(TEXTS + [""])["input_ids"]
+    assert n_tokens.tolist() == [len(x) for x in full]
+    assert ids.shape == (len(TEXTS) + 1, length) and ids.dtype == np.int32
+
+
+def test_encoder_is_built_once_per_process(tok, monkeypatch):
+    monkeypatch.setattr(E, "_ENCODERS", {})
+    calls = []
+
+    def source():
+        calls.append(1)
+        return tok.backend_tokenizer.to_str()
+
+    a = E.cached_encoder("k1", 16, tok.pad_token_id, tok.sep_token_id, source)
+    b = E.cached_encoder("k1", 16, tok.pad_token_id, tok.sep_token_id, source)
+    c = E.cached_encoder("k1", 32, tok.pad_token_id, tok.sep_token_id, source)
+    assert a is b and a is not c and len(calls) == 2
+
+
+def test_spark_encoders_match_the_encoder(spark, tok):
+    """mapInArrow (the stage's) and the pandas UDF give the encoder's output, other columns
+    pass through."""
+    info = TK.info(tok, "trained-wordpiece", None)
+    df = spark.createDataFrame([(i, t, i % 5) for i, t in enumerate(TEXTS)],
+                               "i int, t string, label int").repartition(3)
+    frame_out, bc1 = E.encode_frame(df, "t", info.backend_json, info.key, 16, info.pad_id,
+                                    info.sep_id)
+    udf, bc2 = E.make_encode_udf(spark, info.backend_json, info.key, 16, info.pad_id, info.sep_id)
+    try:
+        assert frame_out.columns == ["i", "label", "input_ids", "input_mask", "n_tokens"]
+        by_frame = frame_out.collect()
+        by_udf = df.select("i", udf("t").alias("f")).select("i", "f.*").collect()
+    finally:
+        bc1.unpersist()
+        bc2.unpersist()
+    enc = E.Encoder(info.backend_json, 16, info.pad_id, info.sep_id)
+    ids, mask, n_tokens = enc.encode(TEXTS)
+    for rows in (by_frame, by_udf):
+        assert sorted(r.i for r in rows) == list(range(len(TEXTS)))
+        for r in rows:
+            assert r.input_ids == ids[r.i].tolist() and r.input_mask == mask[r.i].tolist()
+            assert r.n_tokens == n_tokens[r.i]
+    assert all(r.label == r.i % 5 for r in by_frame)
+
+
+def test_tokenizer_is_built_once_per_executor_process(spark, tok):
+    info = TK.info(tok, "trained-wordpiece", None)
+    key = info.key + "-once"
+    df = spark.range(1200).select(F.concat(F.lit("review number "), F.col("id").cast("string"))
+                                  .alias("t")).repartition(6)
+    with spark_conf(spark, {"spark.sql.execution.arrow.maxRecordsPerBatch": "50"}):  # many batches
+        out, bc = E.encode_frame(df, "t", info.backend_json, key, 16, info.pad_id, info.sep_id)
+        assert out.count() == 1200
+        bc.unpersist()
+
+        def builds(batches):
+            import os
+
+            import pyarrow as pa
+
+            from reviewlake.features import encode
+
+            for _ in batches:
+                pass
+            yield pa.RecordBatch.from_pydict({"pid": [os.getpid()],
+                                              "n": [encode.BUILDS.get((key, 16), 0)]})
+
+        seen = df.mapInArrow(builds, "pid long, n long").collect()
+    # 6 tasks of 4 batches each ran in the reused Python workers: one build per worker
+    assert {r.n for r in seen} <= {0, 1} and any(r.n == 1 for r in seen)
+
+
+def test_tokenizer_checks(tok, tmp_path):
+    TK.check_bert_like(tok, 64, "x")
+    with pytest.raises(UserError, match="longer than the tokenizer's model_max_length 512"):
+        TK.check_bert_like(tok, 513, "x")
+    info = TK.info(tok, "trained-wordpiece", None)
+    tok.save_pretrained(str(tmp_path / "t"))
+    vocab = (tmp_path / "t" / "vocab.txt").read_text(encoding="utf-8")
+    import hashlib
+    assert hashlib.sha256(vocab.encode("utf-8")).hexdigest() == info.vocab_sha256
+    assert info.vocab_size == len(vocab.splitlines()) and info.lowercase is True
+    assert info.special_tokens == {"pad": 0, "unk": 1, "cls": 2, "sep": 3, "mask": 4}
