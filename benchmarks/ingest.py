@@ -29,7 +29,7 @@ def main() -> None:
     args = ap.parse_args()
 
     from reviewlake.config import Config
-    from reviewlake.generate import generate
+    from reviewlake.generate import defects_kind, generate
     from reviewlake.ingest.job import run_ingest
     from reviewlake.schema import raw_ddl
     from reviewlake.session import get_spark
@@ -37,7 +37,7 @@ def main() -> None:
     src = WORK / f"ingest_{args.rows}{'_defects' if args.defects else ''}"
     manifest = src / "_generated.json"
     if not manifest.exists() or (json.loads(manifest.read_text())["lines"],
-                                 json.loads(manifest.read_text())["defects"]) != (args.rows, args.defects):
+                                 json.loads(manifest.read_text())["defects"]) != (args.rows, defects_kind(args.defects)):
         generate(rows=args.rows, output=src, seed=1, defects=args.defects, files=1)
     tsv = str(next(src.glob("*.tsv")))
     spark = get_spark(Config.load(None, ["spark.log_level=ERROR"]), "bench-ingest")

@@ -38,3 +38,23 @@ def test_quality_benchmark_prints_its_ratio(tmp_path):
     assert result["rows"] == 5000 and result["ratio"] > 0
     assert set(result["median_seconds"]) == {"quality", "count", "engine", "engine_no_profiles",
                                              "read_columns", "group_ids"}
+
+
+@pytest.mark.slow
+def test_train_and_end_to_end_benchmarks_write_their_tables(tmp_path):
+    env = dict(os.environ, REVIEWLAKE_BENCH_DIR=str(tmp_path))
+    out = tmp_path / "RESULTS.md"
+    proc = subprocess.run([sys.executable, "benchmarks/run_all.py", "--quick", "--only",
+                           "train,end_to_end", "--output", str(out)], cwd=ROOT, env=env,
+                          capture_output=True, text=True, timeout=1200)
+    assert proc.returncode == 0, proc.stdout[-3000:] + proc.stderr[-3000:]
+    train = json.loads((tmp_path / "results" / "train.json").read_text())
+    assert set(train["samples_per_second"]) == {"np2", "np1", "np1_all_cores"}
+    assert all(v > 0 for v in train["samples_per_second"].values())
+    assert [g["target"] for g in train["goals"]] == [1.6, 10.0]
+    e2e = json.loads((tmp_path / "results" / "end_to_end.json").read_text())
+    assert e2e["rows"] == 5000 and e2e["memory"]["driver_jvm_peak_rss_gb"] > 0
+    assert e2e["memory"]["python_workers_peak_rss_gb"] > 0
+    text = out.read_text()
+    assert "## train" in text and "## end_to_end" in text and "Peak memory" in text
+    assert "| train | 2 processes samples/s / 1 process samples/s |" in text

@@ -22,16 +22,20 @@ def test_tokenization_benchmark_prints_its_ratios(tmp_path):
     out = run_bench(tmp_path, "benchmarks/tokenization.py", "--rows", "1500", "--row-udf-rows",
                     "100", "--repeats", "1", "--warmup", "0")
     assert "| side" in out and "(b) row UDF: encode_plus" in out
-    assert "goal: stage >= 0.8x the faster bare side" in out and "goal: stage >= 10x" in out
+    assert "goal: stage rows/s / the faster bare tokenizer's rows/s" in out
+    assert "goal: stage rows/s / the book's row-at-a-time UDF rows/s >= 10" in out
     result = json.loads((tmp_path / "results" / "tokenization.json").read_text())
     assert result["rows"] == 1500 and result["row_udf_rows"] == 100
     assert result["ratio_vs_bare"] > 0 and result["ratio_vs_row_udf"] > 0
+    assert [g["target"] for g in result["goals"]] == [0.8, 10] and "| side" in result["table"]
 
 
 def test_tfrecord_benchmark_prints_its_ratio(tmp_path):
     out = run_bench(tmp_path, "benchmarks/tfrecord.py", "--records", "3000", "--e2e-records",
                     "500", "--repeats", "1")
-    assert "| side" in out and "goal: Python writer >= 0.8x" in out
+    assert "| side" in out
+    assert "goal: Python TFRecord writer bytes/s / tf.io.TFRecordWriter bytes/s >= 0.8" in out
     result = json.loads((tmp_path / "results" / "tfrecord.json").read_text())
     assert result["records"] == 3000 and result["ratio"] > 0
+    assert result["goals"][0]["target"] == 0.8 and "| side" in result["table"]
     assert not list((tmp_path / "tfrecord_out").iterdir())

@@ -53,6 +53,16 @@ def test_generate_command_uses_profile_and_flags(tmp_path, capsys):
                  "--no-gzip", "--seed", "9"]) == 0
     assert "generated 300 lines" in capsys.readouterr().out
     manifest = json.loads((out / "_generated.json").read_text())
-    assert manifest["seed"] == 9 and manifest["defects"] is True  # profile default
+    assert manifest["seed"] == 9 and manifest["defects"] == "malformed"  # profile default
     assert sorted(p.name for p in out.glob("*.tsv")) == [
         "amazon_reviews_us_sample_v1_00.tsv", "amazon_reviews_us_sample_v1_01.tsv"]
+
+
+def test_generate_defects_flag(tmp_path, capsys):
+    assert main(["generate", "--rows", "3000", "--output", str(tmp_path / "a"), "--defects"]) == 0
+    assert json.loads((tmp_path / "a" / "_generated.json").read_text())["defects"] == "all"
+    assert main(["generate", "--rows", "300", "--output", str(tmp_path / "b"), "--no-defects"]) == 0
+    assert json.loads((tmp_path / "b" / "_generated.json").read_text())["defects"] == "none"
+    assert main(["generate", "--rows", "300", "--output", str(tmp_path / "c"),
+                 "--set", "generate.defects=sometimes"]) == 2
+    assert "generate.defects must be one of none, malformed, all" in capsys.readouterr().err

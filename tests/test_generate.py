@@ -105,6 +105,20 @@ def test_defects_are_where_the_manifest_says(tmp_path):
     assert len(ids) > len(set(ids))  # duplicates
 
 
+def test_malformed_only_defects_leave_the_semantics_clean(tmp_path):
+    result = generate(rows=5000, output=tmp_path, seed=5, defects="malformed", files=1)
+    manifest = json.loads((tmp_path / MANIFEST_NAME).read_text())
+    assert manifest["defects"] == "malformed" and result.semantic == {}
+    assert set(manifest["malformed_counts"]) == set(MALFORMED_KINDS)
+    lines = _lines(tmp_path / result.files[0])[1:]
+    rows = [l.split(b"\t") for l in lines if l.count(b"\t") == 14 and b"\r" not in l]
+    ids = [r[2] for r in rows]
+    assert all(ids) and len(ids) == len(set(ids))
+    assert {r[0] for r in rows} == {b"US"}
+    assert {r[7] for r in rows} <= {b"1", b"2", b"3", b"4", b"5", b"five", b"3.5", b"12a",
+                                    b"99999999999"}
+
+
 def test_bad_arguments(tmp_path):
     with pytest.raises(UserError):
         generate(rows=0, output=tmp_path)

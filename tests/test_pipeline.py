@@ -9,8 +9,12 @@ from reviewlake.pipeline.runner import Pipeline, format_summary
 
 
 def cfg_for(tmp_path, **extra):
-    return config_for_tests(**{"data.raw": str(tmp_path / "raw"), "data.lake": str(tmp_path / "lake"),
-                          "generate.rows": 1500, "generate.files": 2, **extra})
+    return config_for_tests(**{
+        "data.raw": str(tmp_path / "raw"), "data.lake": str(tmp_path / "lake"),
+        "data.quality": str(tmp_path / "quality"), "data.features": str(tmp_path / "features"),
+        "data.model": str(tmp_path / "model"), "generate.rows": 1500, "generate.files": 2,
+        "quality.params.min_size": 1000, "prepare.vocab_size": 400, "prepare.max_seq_length": 32,
+        **extra})
 
 
 def statuses(outcomes):
@@ -44,6 +48,45 @@ def test_caching_skips_unchanged_stages_and_reruns_changed_ones(spark, tmp_path)
     assert statuses(forced) == {"generate": "ran", "ingest": "ran"}
     text = format_summary(forced, 12.3)
     assert "ingest" in text and "rows read 1600" in text and "total 12.3s" in text
+
+
+def test_a_changed_quality_setting_reruns_quality_and_prepare_only(spark, tmp_path):
+    stages = ["generate", "ingest", "quality", "prepare"]
+    first = Pipeline(cfg_for(tmp_path), stages, spark=spark).run()
+    assert statuses(first) == dict.fromkeys(stages, "ran")
+    assert first[2].figures.startswith("passed: checks passed")
+    meta = json.loads((tmp_path / "features" / "_meta.json").read_text())
+    assert first[3].figures == (f"records train {meta['splits']['train']['count']} / validation "
+                                f"{meta['splits']['validation']['count']} / test "
+                                f"{meta['splits']['test']['count']}, max_seq_length 32")
+    again = Pipeline(cfg_for(tmp_path), stages, spark=spark).run()
+    assert statuses(again) == dict.fromkeys(stages, "skipped")
+    changed = Pipeline(cfg_for(tmp_path, **{"quality.examples": 3}), stages, spark=spark).run()
+    assert statuses(changed) == {"generate": "skipped", "ingest": "skipped", "quality": "ran",
+                                 "prepare": "ran"}
+    only_prepare = Pipeline(cfg_for(tmp_path, **{"quality.examples": 3,
+                                                 "prepare.max_seq_length": 16}),
+                            stages, spark=spark).run()
+    assert statuses(only_prepare) == {"generate": "skipped", "ingest": "skipped",
+                                      "quality": "skipped", "prepare": "ran"}
+
+
+def test_a_failing_gate_stops_before_prepare(spark, tmp_path):
+    stages = ["generate", "ingest", "quality", "prepare"]
+    cfg = cfg_for(tmp_path, **{"generate.defects": "all", "generate.rows": 3000})
+    pipeline = Pipeline(cfg, stages, spark=spark)
+    with pytest.raises(UserError, match="quality gate failed") as info:
+        pipeline.run()
+    assert info.value.exit_code == 3
+    assert statuses(pipeline.outcomes) == {"generate": "ran", "ingest": "ran", "quality": "failed"}
+    assert not (tmp_path / "features").exists()
+    assert "failed: checks passed" in format_summary(pipeline.outcomes, 1.0)
+    # a failed gate is never cached: the next run checks again (and fails again)
+    again = Pipeline(cfg, stages, spark=spark)
+    with pytest.raises(UserError, match="quality gate failed"):
+        again.run()
+    assert statuses(again.outcomes) == {"generate": "skipped", "ingest": "skipped",
+                                        "quality": "failed"}
 
 
 def test_an_incomplete_output_is_not_skipped(spark, tmp_path):

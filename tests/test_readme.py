@@ -47,6 +47,14 @@ def test_readme_commands_run(tmp_path):
             args[0] = str(VENV_BIN / "reviewlake")
         if "--rows" in args:
             args[args.index("--rows") + 1] = "2000"
+        if "pipeline" in args or "jobs/pipeline.py" in args:
+            # the profile's data/ paths and sizes, made small and put under tmp_path
+            for key in ("raw", "lake", "quality", "features", "model"):
+                args += ["--set", f"data.{key}={tmp_path}/data/{key}"]
+            args += ["--set", "generate.rows=3000", "--set", "train.epochs=1",
+                     "--set", "prepare.vocab_size=600"]
+        if args[1] == "train":
+            args += ["--epochs", "1"]
         args = [str(ROOT / "spark-submit.sh") if a == "./spark-submit.sh" else a for a in args]
         proc = subprocess.run(args, cwd=ROOT, env=env, capture_output=True, text=True,
                               timeout=600)

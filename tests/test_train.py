@@ -8,13 +8,25 @@ import time
 import numpy as np
 import pytest
 
-from conftest import ROOT, VENV_BIN, run_cli
-from features_fixture import make_features
+from conftest import ROOT, VENV_BIN, config_for_tests, run_cli
 
 
 @pytest.fixture(scope="module")
-def features(tmp_path_factory):
-    return make_features(tmp_path_factory.mktemp("features"), rows=16000, max_seq_length=32)
+def features(tmp_path_factory, spark):
+    """Real upstream output: a generated sample, ingested and prepared (balanced, 5 classes)."""
+    from reviewlake.features.cli import run as prepare
+    from reviewlake.generate import generate
+    from reviewlake.ingest.job import run_ingest
+
+    base = tmp_path_factory.mktemp("upstream")
+    generate(rows=16000, output=base / "raw", seed=7, files=2)
+    run_ingest(spark, [str(base / "raw")], str(base / "lake"))
+    cfg = config_for_tests(**{"data.lake": str(base / "lake"), "data.features":
+                              str(base / "features"), "prepare.max_seq_length": 32,
+                              "prepare.vocab_size": 2000})
+    meta = prepare(cfg, spark)
+    assert meta["splits"]["train"]["count"] > 2000 and len(meta["splits"]["train"]["files"]) >= 2
+    return base / "features"
 
 
 @pytest.fixture(scope="module")

@@ -4,7 +4,9 @@ Header line, 15 tab-separated columns, no quoting, ``.tsv`` or ``.tsv.gz``. Rati
 like the public set (about 60% fives); the wording of a review depends on its rating, so a
 classifier can learn it; lengths have a long tail (median ~30 words, some in the thousands).
 
-``defects=True`` adds the problems later stages must catch:
+``defects="all"`` (or ``True``) adds the problems later stages must catch; ``"malformed"`` adds
+only the structural ones (ingest quarantines them and the quality gate passes, as the demo
+wants); ``"none"`` (or ``False``) adds nothing:
 
 * semantic (pass ingest, the quality stage judges them): duplicate review_ids, empty
   review_ids, star ratings 0 and 6, an unknown marketplace, empty review bodies;
@@ -187,9 +189,27 @@ def _malformed_line(kind: str, fields: list[str], rng: np.random.Generator) -> s
     raise ValueError(kind)
 
 
-def generate(rows: int, output: str | os.PathLike, seed: int = 42, defects: bool = False,
+DEFECTS = ("none", "malformed", "all")
+
+
+def defects_kind(value) -> str:
+    """``all`` | ``malformed`` | ``none`` from a profile value (booleans: all / none)."""
+    if value is None or value is False:
+        return "none"
+    if value is True:
+        return "all"
+    kind = str(value).strip().lower()
+    kind = {"true": "all", "yes": "all", "false": "none", "no": "none"}.get(kind, kind)
+    if kind not in DEFECTS:
+        raise UserError(f"generate.defects must be one of {', '.join(DEFECTS)} "
+                        f"(or true/false), got {value!r}")
+    return kind
+
+
+def generate(rows: int, output: str | os.PathLike, seed: int = 42, defects: bool | str = False,
              files: int = 1, gzip: bool = False, compresslevel: int = 3) -> GenerateResult:
     """Write ``rows`` data lines (malformed ones included) into ``files`` TSV files."""
+    defects = defects_kind(defects)
     if rows < 1:
         raise UserError("--rows must be at least 1")
     if files < 1 or files > rows:
@@ -259,7 +279,9 @@ def generate(rows: int, output: str | os.PathLike, seed: int = 42, defects: bool
     phrase = pool_arr[np.where(is_sent, sent_idx, neut_idx)]
 
     # Defects (positions chosen without overlap).
-    sem_counts, mal_counts = _defect_counts(n) if defects else ({}, {})
+    sem_counts, mal_counts = _defect_counts(n) if defects != "none" else ({}, {})
+    if defects == "malformed":
+        sem_counts = {}
     need = sum(sem_counts.values()) + sum(mal_counts.values())
     if need > n // 2:
         raise UserError(f"--defects needs more rows (at least {2 * need})")

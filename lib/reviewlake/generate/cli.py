@@ -14,8 +14,12 @@ def register(sub) -> None:
     p.add_argument("--rows", type=int, help="data lines to write (default: generate.rows)")
     p.add_argument("--output", help="directory (default: data.raw)")
     p.add_argument("--seed", type=int, help="random seed (default: generate.seed)")
-    p.add_argument("--defects", action=argparse.BooleanOptionalAction, default=None,
-                   help="add semantic defects and malformed lines")
+    p.add_argument("--defects", nargs="?", const="all", choices=["all", "malformed", "none"],
+                   help="all (the default when given alone): semantic defects for the quality "
+                        "gate and malformed lines for ingest; malformed: only the latter "
+                        "(default: generate.defects)")
+    p.add_argument("--no-defects", dest="defects", action="store_const", const="none",
+                   help="a clean sample")
     p.add_argument("--files", type=int, help="number of files (default: generate.files)")
     p.add_argument("--gzip", action=argparse.BooleanOptionalAction, default=None,
                    help="write .tsv.gz")
@@ -33,14 +37,14 @@ def cmd_generate(args: argparse.Namespace) -> int:
 
 def run(cfg, spark=None) -> dict:
     """The stage from a loaded profile; returns its result (also used by the pipeline)."""
-    from . import generate
+    from . import defects_kind, generate
 
     g = cfg.section("generate")
     out = cfg.get("data.raw")
     if is_remote(str(out)):
         raise UserError(f"generate writes local files only, got {out}; copy them with aws s3 cp")
     result = generate(rows=int(g.get("rows", 10000)), output=out, seed=int(g.get("seed", 42)),
-                      defects=bool(g.get("defects", False)), files=int(g.get("files", 1)),
+                      defects=defects_kind(g.get("defects", False)), files=int(g.get("files", 1)),
                       gzip=bool(g.get("gzip", False)))
     return result.to_dict()
 

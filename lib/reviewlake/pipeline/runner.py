@@ -38,11 +38,30 @@ class Stage:
     figures: Callable[[dict], str]
     needs_spark: bool = True
     enabled: Callable[[Config], bool] = lambda cfg: True
+    check: Callable[[dict], None] | None = None   # raises to stop the pipeline (the gate)
 
 
 def _ingest_figures(r: dict) -> str:
     return (f"rows read {r.get('rows_read', 0)}, written {r.get('rows_written', 0)}, "
             f"quarantined {r.get('rows_quarantined', 0)}")
+
+
+def _quality_figures(s: dict) -> str:
+    c = s.get("counts", {})
+    return (f"{s.get('status', '?')}: checks passed {c.get('passed', 0)}/{c.get('constraints', 0)}, "
+            f"failed {c.get('failed_error', 0)} Error, {c.get('failed_warning', 0)} Warning "
+            f"({s.get('engine', '?')} engine)")
+
+
+def _prepare_figures(m: dict) -> str:
+    splits = " / ".join(f"{name} {s['count']}" for name, s in m["splits"].items())
+    return f"records {splits}, max_seq_length {m['max_seq_length']}"
+
+
+def _quality_gate(summary: dict) -> None:
+    from ..quality.job import gate
+
+    gate(summary)
 
 
 def _train_figures(m: dict) -> str:
@@ -58,6 +77,13 @@ STAGES: list[Stage] = [
     Stage("ingest", "reviewlake.ingest.cli", lambda c: c.get("data.lake"), "_reports/ingest.json",
           lambda c: {"ingest": c.section("ingest"), "raw": c.get("data.raw"),
                      "lake": c.get("data.lake")}, "raw", _ingest_figures),
+    Stage("quality", "reviewlake.quality.cli", lambda c: c.get("data.quality"), "summary.json",
+          lambda c: {"quality": c.section("quality"), "lake": c.get("data.lake"),
+                     "quality_dir": c.get("data.quality")}, "ingest", _quality_figures,
+          check=_quality_gate),
+    Stage("prepare", "reviewlake.features.cli", lambda c: c.get("data.features"), "_meta.json",
+          lambda c: {"prepare": c.section("prepare"), "lake": c.get("data.lake"),
+                     "features": c.get("data.features")}, "quality", _prepare_figures),
     Stage("train", "reviewlake.train.cli", lambda c: c.get("data.model"), "metrics.json",
           lambda c: {"train": c.section("train"), "features": c.get("data.features"),
                      "model": c.get("data.model")}, "prepare", _train_figures, needs_spark=False),
@@ -148,7 +174,7 @@ class Pipeline:
             fs = self._fs()
             record = fs.read_json(join(out, RECORD)) or {}
             if (not self.force and record.get("fingerprint") == fp
-                    and fs.exists(join(out, stage.done))):
+                    and record.get("status", "ok") == "ok" and fs.exists(join(out, stage.done))):
                 log.info("%s: unchanged since %s, skipped", stage.name, record.get("finished_at"))
                 self.outcomes.append(Outcome(stage.name, "skipped", 0.0, record.get("figures", ""),
                                              out, fp))
@@ -164,10 +190,19 @@ class Pipeline:
                 raise
             seconds = round(time.time() - started, 1)
             figures = stage.figures(result)
-            fs.write_json(join(out, RECORD), {
-                "stage": stage.name, "fingerprint": fp, "figures": figures, "seconds": seconds,
-                "finished_at": dt.datetime.now(dt.timezone.utc).isoformat()})
             print(module.summary(result), flush=True)
+            record = {"stage": stage.name, "fingerprint": fp, "figures": figures,
+                      "seconds": seconds, "status": "ok",
+                      "finished_at": dt.datetime.now(dt.timezone.utc).isoformat()}
+            try:
+                if stage.check:
+                    stage.check(result)
+            except UserError:
+                fs.write_json(join(out, RECORD), dict(record, status="failed"))
+                self.outcomes.append(Outcome(stage.name, "failed", seconds, figures, out, fp,
+                                             result))
+                raise
+            fs.write_json(join(out, RECORD), record)
             self.outcomes.append(Outcome(stage.name, "ran", seconds, figures, out, fp, result))
         return self.outcomes
 

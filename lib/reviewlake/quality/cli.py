@@ -31,16 +31,24 @@ def register(sub) -> None:
 
 
 def cmd_quality(args: argparse.Namespace) -> int:
-    from ..session import get_spark
-    from .job import QualityOptions, gate, run_quality
-    from .report import format_summary
-    from .repository import parse_tags
-    from .suite import load_suite
+    from .job import gate
 
     cfg = load_config(args, {
         "data.lake": args.input, "data.quality": args.output, "quality.suite": args.suite,
         "quality.engine": args.engine, "quality.repository": args.repository,
     })
+    result = run(cfg, None, extra_tags=args.tags)
+    print(summary(result))
+    gate(result)
+    return 0
+
+
+def options_from(cfg, extra_tags: list[str] | None = None):
+    """(lake, QDIR, QualityOptions) from a loaded profile; one-line errors before Spark."""
+    from .job import QualityOptions
+    from .repository import parse_tags
+    from .suite import load_suite
+
     lake, qdir = cfg.get("data.lake"), cfg.get("data.quality")
     if not lake:
         raise UserError("no input given: pass --input LAKE or set data.lake in the profile")
@@ -48,20 +56,33 @@ def cmd_quality(args: argparse.Namespace) -> int:
         raise UserError("no output given: pass --output QDIR or set data.quality in the profile")
     _check_local_lake(str(lake))
     tags = parse_tags(cfg.get("quality.tags") or {})
-    tags.update(parse_tags(args.tags or []))
+    tags.update(parse_tags(extra_tags or []))
     params = cfg.get("quality.params") or {}
     if not isinstance(params, dict):
         raise UserError("quality.params must be a mapping of numbers, e.g. "
                         "--set quality.params.min_size=1000")
     suite = load_suite(cfg.get("quality.suite"), params)   # a bad suite fails before Spark
     engine = str(cfg.get("quality.engine") or "auto")
-    spark = get_spark(cfg, "quality")
-    summary = run_quality(spark, lake, qdir, QualityOptions(
+    return str(lake), str(qdir), QualityOptions(
         suite=suite, engine=engine, repository=cfg.get("quality.repository"), tags=tags,
-        examples=int(cfg.get("quality.examples", 5))))
-    print(format_summary(summary))
-    gate(summary)
-    return 0
+        examples=int(cfg.get("quality.examples", 5)))
+
+
+def run(cfg, spark=None, extra_tags: list[str] | None = None) -> dict:
+    """The stage from a loaded profile; returns the run's summary (summary.json). The gate is
+    the caller's: ``job.gate(result)`` raises exit code 3 on an Error-level failure."""
+    from ..session import get_spark
+    from .job import run_quality
+
+    lake, qdir, options = options_from(cfg, extra_tags)
+    spark = spark or get_spark(cfg, "quality")
+    return run_quality(spark, lake, qdir, options)
+
+
+def summary(result: dict) -> str:
+    from .report import format_summary
+
+    return format_summary(result)
 
 
 def _check_local_lake(lake: str) -> None:

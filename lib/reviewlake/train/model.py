@@ -11,7 +11,9 @@ import os
 
 import tensorflow as tf
 
-# Bind tf.keras to TensorFlow's own Keras 2 before transformers looks for tf_keras.
+# Bind tf.keras to TensorFlow's own Keras 2 before transformers looks for tf_keras. The 4.x line
+# is pinned on purpose (5.x dropped TensorFlow), so its deprecation notice is noise on every rank.
+os.environ.setdefault("TRANSFORMERS_VERBOSITY", "error")
 _ = tf.keras.layers
 from transformers import DistilBertConfig, TFDistilBertModel  # noqa: E402
 

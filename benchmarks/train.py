@@ -1,0 +1,161 @@
+"""Horovod scaling and the input pipeline of the train stage.
+
+    python benchmarks/train.py [--records 20000] [--epochs 3] [--steps 40] [--repeats 3]
+
+Features come from the real upstream stages (generate -> ingest -> prepare, cached under
+benchmarks/_work). Every training run is a fresh `reviewlake train` process (`--np 1` or
+`--np 2`, Gloo), the tiny model, batch 64 per process; the figure is the steady-state
+samples/s of metrics.json (the epochs after the first, which carries graph tracing).
+
+Sides:
+* 2 processes, one core each (Horovod all-reduce over Gloo): the goal's numerator;
+* 1 process on one core: the goal's denominator. Horovod's scaling is per worker (one GPU, or
+  one CPU slot): a second worker brings its own device, so each process gets one core
+  (train.intra_op_threads=1), as it gets one GPU on a GPU machine;
+* 1 process on both cores (reference): what a single process makes of the whole machine;
+* the tf.data input pipeline alone (one process, one core, the training pipeline: interleaved
+  TFRecord reads, shuffle, batch, parse) against the 1-process training step rate.
+
+Goals: 2 processes >= 1.6x one; input pipeline >= 10x the training step rate.
+"""
+from __future__ import annotations
+
+import argparse
+import json
+import os
+import shutil
+import subprocess
+import sys
+import time
+
+from common import ROOT, WORK, goal, goal_lines, machine, med, save, table
+
+GOAL_SCALING = 1.6
+GOAL_INPUT = 10.0
+BATCH = 64
+
+
+def features_dir(records: int) -> str:
+    """Prepared features with about `records` train records (cached)."""
+    base = WORK / f"train_{records}"
+    meta = base / "features" / "_meta.json"
+    if meta.exists():
+        return str(base / "features")
+    from reviewlake.config import Config
+    from reviewlake.features.cli import run as prepare
+    from reviewlake.generate import generate
+    from reviewlake.ingest.job import run_ingest
+    from reviewlake.session import get_spark
+
+    shutil.rmtree(base, ignore_errors=True)
+    # Balanced classes keep about 25% of generated reviews; 90% of those train.
+    rows = int(records / 0.9 / 0.24) + 1000
+    generate(rows=rows, output=base / "raw", seed=3, files=4)
+    cfg = Config.load(None, ["spark.log_level=ERROR", f"data.lake={base / 'lake'}",
+                             f"data.features={base / 'features'}", "prepare.vocab_size=8000",
+                             "prepare.min_files=4"])
+    spark = get_spark(cfg, "bench-train-features")
+    run_ingest(spark, [str(base / "raw")], str(base / "lake"))
+    prepare(cfg, spark)
+    spark.stop()
+    shutil.rmtree(base / "raw")
+    shutil.rmtree(base / "lake")
+    return str(base / "features")
+
+
+def train_run(features: str, np: int, threads: int, epochs: int, steps: int) -> dict:
+    out = WORK / "train_out"
+    shutil.rmtree(out, ignore_errors=True)
+    cmd = [str(ROOT / ".venv" / "bin" / "reviewlake"), "train", "--input", features,
+           "--output", str(out), "--np", str(np), "--epochs", str(epochs),
+           "--batch-size", str(BATCH), "--steps-per-epoch", str(steps),
+           "--set", f"train.intra_op_threads={threads}", "--set", "train.tensorboard=false"]
+    if not os.path.exists(cmd[0]):
+        cmd[0:1] = [sys.executable, "-m", "reviewlake.cli"]
+    started = time.perf_counter()
+    proc = subprocess.run(cmd, capture_output=True, text=True, cwd=ROOT)
+    wall = time.perf_counter() - started
+    if proc.returncode != 0:
+        sys.exit(f"train run failed (np {np}):\n{proc.stdout[-2000:]}\n{proc.stderr[-2000:]}")
+    metrics = json.loads((out / "metrics.json").read_text())
+    return {"samples_per_second": metrics["samples_per_second"], "wall_seconds": wall,
+            "test_accuracy": metrics["test"]["accuracy"]}
+
+
+def input_pipeline_rate(features: str, batches: int) -> float:
+    """Records/s of the training input pipeline alone, one process pinned to one core's
+    worth of TensorFlow threads (a fresh interpreter, like a training process)."""
+    code = f"""
+import os, time, json
+os.environ["TF_CPP_MIN_LOG_LEVEL"] = "2"
+import tensorflow as tf
+tf.config.threading.set_intra_op_parallelism_threads(1)
+tf.config.threading.set_inter_op_parallelism_threads(1)
+from reviewlake.train.data import make_dataset
+from reviewlake.train.meta import load_features
+f = load_features({features!r})
+ds = make_dataset(f, "train", {BATCH}, shuffle=True, repeat=True, seed=1)
+it = iter(ds)
+for _ in range(20):
+    next(it)
+start = time.perf_counter()
+for _ in range({batches}):
+    next(it)
+print(json.dumps({{"records_per_second": {batches} * {BATCH} / (time.perf_counter() - start)}}))
+"""
+    proc = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True,
+                          cwd=ROOT, env=dict(os.environ, PYTHONPATH=str(ROOT / "lib")))
+    if proc.returncode != 0:
+        sys.exit(f"input pipeline run failed:\n{proc.stderr[-2000:]}")
+    return json.loads(proc.stdout.strip().splitlines()[-1])["records_per_second"]
+
+
+def main() -> None:
+    ap = argparse.ArgumentParser()
+    ap.add_argument("--records", type=int, default=20000, help="train records (about)")
+    ap.add_argument("--epochs", type=int, default=3)
+    ap.add_argument("--steps", type=int, default=40, help="steps per epoch")
+    ap.add_argument("--repeats", type=int, default=3)
+    ap.add_argument("--batches", type=int, default=400, help="input pipeline batches timed")
+    args = ap.parse_args()
+    if args.epochs < 2:
+        args.epochs = 2   # the first epoch traces the graph; the figure is the later ones
+
+    features = features_dir(args.records)
+    sides = {"np2": (2, 1), "np1": (1, 1), "np1_all_cores": (1, os.cpu_count() or 2)}
+    runs: dict[str, list[dict]] = {k: [] for k in sides}
+    pipeline: list[float] = []
+    train_run(features, 1, 1, 2, 5)   # warm-up: file caches, compiled kernels on disk
+    for _ in range(args.repeats):     # alternate the sides
+        for name, (np, threads) in sides.items():
+            runs[name].append(train_run(features, np, threads, args.epochs, args.steps))
+        pipeline.append(input_pipeline_rate(features, args.batches))
+    sps = {k: med([r["samples_per_second"] for r in v]) for k, v in runs.items()}
+    wall = {k: med([r["wall_seconds"] for r in v]) for k, v in runs.items()}
+    feed = med(pipeline)
+    scaling = sps["np2"] / sps["np1"]
+    input_ratio = feed / sps["np1"]
+    labels = {"np2": "2 Horovod processes (Gloo), 1 core each",
+              "np1": "1 process, 1 core (the goal's baseline)",
+              "np1_all_cores": f"1 process, {sides['np1_all_cores'][1]} cores (reference)"}
+    rows = [[labels[k], f"{sps[k]:,.0f}", f"{wall[k]:.1f}", f"{sps[k] / sps['np1']:.2f}"]
+            for k in labels]
+    rows.append(["tf.data input pipeline alone, 1 core (records/s)", f"{feed:,.0f}", "-",
+                 f"{feed / sps['np1']:.2f}"])
+    mc = machine()
+    text = table(f"train: tiny DistilBERT + BiLSTM head, batch {BATCH}/process, "
+                 f"{args.epochs} epochs x {args.steps} steps, steady-state samples/s, median of "
+                 f"{args.repeats}, {mc['cores']} cores",
+                 ["side", "samples/s", "wall s (incl. start-up)", "vs 1 process"], rows)
+    goals = [goal("2 processes samples/s / 1 process samples/s", scaling, GOAL_SCALING),
+             goal("input pipeline records/s / training samples/s (1 process)", input_ratio,
+                  GOAL_INPUT)]
+    print(text)
+    print(goal_lines(goals))
+    save("train", {"records": args.records, "runs": runs, "samples_per_second": sps,
+                   "input_pipeline_records_per_second": pipeline, "scaling": scaling,
+                   "input_ratio": input_ratio, "table": text, "goals": goals})
+
+
+if __name__ == "__main__":
+    main()
