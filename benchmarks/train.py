@@ -63,13 +63,16 @@ def features_dir(records: int) -> str:
     return str(base / "features")
 
 
-def train_run(features: str, np: int, threads: int, epochs: int, steps: int) -> dict:
+def train_run(features: str, np: int, threads: int, epochs: int, steps: int,
+              extra: list[str] = ()) -> dict:
     out = WORK / "train_out"
     shutil.rmtree(out, ignore_errors=True)
     cmd = [str(ROOT / ".venv" / "bin" / "reviewlake"), "train", "--input", features,
            "--output", str(out), "--np", str(np), "--epochs", str(epochs),
            "--batch-size", str(BATCH), "--steps-per-epoch", str(steps),
            "--set", f"train.intra_op_threads={threads}", "--set", "train.tensorboard=false"]
+    for item in extra:
+        cmd += ["--set", item]
     if not os.path.exists(cmd[0]):
         cmd[0:1] = [sys.executable, "-m", "reviewlake.cli"]
     started = time.perf_counter()
@@ -117,6 +120,8 @@ def main() -> None:
     ap.add_argument("--steps", type=int, default=40, help="steps per epoch")
     ap.add_argument("--repeats", type=int, default=3)
     ap.add_argument("--batches", type=int, default=400, help="input pipeline batches timed")
+    ap.add_argument("--set", dest="extra", action="append", default=[], metavar="KEY=VALUE",
+                    help="train settings for every run, e.g. train.sparse_as_dense=false")
     args = ap.parse_args()
     if args.epochs < 2:
         args.epochs = 2   # the first epoch traces the graph; the figure is the later ones
@@ -128,7 +133,8 @@ def main() -> None:
     train_run(features, 1, 1, 2, 5)   # warm-up: file caches, compiled kernels on disk
     for _ in range(args.repeats):     # alternate the sides
         for name, (np, threads) in sides.items():
-            runs[name].append(train_run(features, np, threads, args.epochs, args.steps))
+            runs[name].append(train_run(features, np, threads, args.epochs, args.steps,
+                                        args.extra))
         pipeline.append(input_pipeline_rate(features, args.batches))
     sps = {k: med([r["samples_per_second"] for r in v]) for k, v in runs.items()}
     wall = {k: med([r["wall_seconds"] for r in v]) for k, v in runs.items()}
@@ -152,7 +158,7 @@ def main() -> None:
                   GOAL_INPUT)]
     print(text)
     print(goal_lines(goals))
-    save("train", {"records": args.records, "runs": runs, "samples_per_second": sps,
+    save("train", {"records": args.records, "settings": args.extra, "runs": runs, "samples_per_second": sps,
                    "input_pipeline_records_per_second": pipeline, "scaling": scaling,
                    "input_ratio": input_ratio, "table": text, "goals": goals})
 

@@ -43,6 +43,7 @@ class TrainSpec:
     tensorboard: bool = True
     intra_op_threads: int = 0         # CPU threads per process; 0: cores / local processes
     inter_op_threads: int = 0         # 0: min(2, intra_op_threads)
+    sparse_as_dense: bool = True      # embedding gradients all-reduced dense (not allgathered)
 
     def validate(self) -> "TrainSpec":
         if self.epochs < 1:

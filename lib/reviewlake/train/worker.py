@@ -122,8 +122,11 @@ def train(spec) -> dict:
 
     model = build_model(spec, len(tokenizer), length, features.num_labels)
     lr = spec.learning_rate * size
+    # The embedding lookups' gradients are IndexedSlices, which Horovod would allgather;
+    # sparse_as_dense turns them into one dense all-reduce (fused with the others).
     optimizer = hvd.DistributedOptimizer(
-        tf.keras.optimizers.legacy.Adam(learning_rate=lr, epsilon=spec.epsilon))
+        tf.keras.optimizers.legacy.Adam(learning_rate=lr, epsilon=spec.epsilon),
+        sparse_as_dense=spec.sparse_as_dense)
     model.compile(optimizer=optimizer, loss=loss(), metrics=["accuracy"])
 
     # Checkpoint state: weights, optimizer slots, epochs done. Every rank restores the same
