@@ -63,9 +63,8 @@ def features_dir(records: int) -> str:
     return str(base / "features")
 
 
-def train_run(features: str, np: int, threads: int, epochs: int, steps: int,
-              extra: list[str] = ()) -> dict:
-    out = WORK / "train_out"
+def train_command(features: str, out, np: int, threads: int, epochs: int, steps: int,
+                  extra: list[str] = ()) -> list[str]:
     shutil.rmtree(out, ignore_errors=True)
     cmd = [str(ROOT / ".venv" / "bin" / "reviewlake"), "train", "--input", features,
            "--output", str(out), "--np", str(np), "--epochs", str(epochs),
@@ -75,6 +74,13 @@ def train_run(features: str, np: int, threads: int, epochs: int, steps: int,
         cmd += ["--set", item]
     if not os.path.exists(cmd[0]):
         cmd[0:1] = [sys.executable, "-m", "reviewlake.cli"]
+    return cmd
+
+
+def train_run(features: str, np: int, threads: int, epochs: int, steps: int,
+              extra: list[str] = ()) -> dict:
+    out = WORK / "train_out"
+    cmd = train_command(features, out, np, threads, epochs, steps, extra)
     started = time.perf_counter()
     proc = subprocess.run(cmd, capture_output=True, text=True, cwd=ROOT)
     wall = time.perf_counter() - started
@@ -83,6 +89,20 @@ def train_run(features: str, np: int, threads: int, epochs: int, steps: int,
     metrics = json.loads((out / "metrics.json").read_text())
     return {"samples_per_second": metrics["samples_per_second"], "wall_seconds": wall,
             "test_accuracy": metrics["test"]["accuracy"]}
+
+
+def independent_pair(features: str, epochs: int, steps: int, extra: list[str] = ()) -> dict:
+    """Two single-process runs at once, one core each, no Horovod: the most two processes can
+    make of this machine (the ceiling of the 2-process side, communication aside)."""
+    outs = [WORK / f"train_pair_{i}" for i in range(2)]
+    cmds = [train_command(features, out, 1, 1, epochs, steps, extra) for out in outs]
+    procs = [subprocess.Popen(c, cwd=ROOT, stdout=subprocess.PIPE, stderr=subprocess.STDOUT,
+                              text=True) for c in cmds]
+    logs = [p.communicate()[0] for p in procs]
+    if any(p.returncode for p in procs):
+        sys.exit("independent train runs failed:\n" + "\n".join(l[-2000:] for l in logs))
+    sps = [json.loads((out / "metrics.json").read_text())["samples_per_second"] for out in outs]
+    return {"samples_per_second": sum(sps), "each": sps}
 
 
 def input_pipeline_rate(features: str, batches: int) -> float:
@@ -130,15 +150,19 @@ def main() -> None:
     sides = {"np2": (2, 1), "np1": (1, 1), "np1_all_cores": (1, os.cpu_count() or 2)}
     runs: dict[str, list[dict]] = {k: [] for k in sides}
     pipeline: list[float] = []
+    pairs: list[float] = []
     train_run(features, 1, 1, 2, 5)   # warm-up: file caches, compiled kernels on disk
     for _ in range(args.repeats):     # alternate the sides
         for name, (np, threads) in sides.items():
             runs[name].append(train_run(features, np, threads, args.epochs, args.steps,
                                         args.extra))
+        pairs.append(independent_pair(features, args.epochs, args.steps, args.extra)
+                     ["samples_per_second"])
         pipeline.append(input_pipeline_rate(features, args.batches))
     sps = {k: med([r["samples_per_second"] for r in v]) for k, v in runs.items()}
     wall = {k: med([r["wall_seconds"] for r in v]) for k, v in runs.items()}
     feed = med(pipeline)
+    ceiling = med(pairs)
     scaling = sps["np2"] / sps["np1"]
     input_ratio = feed / sps["np1"]
     labels = {"np2": "2 Horovod processes (Gloo), 1 core each",
@@ -146,6 +170,8 @@ def main() -> None:
               "np1_all_cores": f"1 process, {sides['np1_all_cores'][1]} cores (reference)"}
     rows = [[labels[k], f"{sps[k]:,.0f}", f"{wall[k]:.1f}", f"{sps[k] / sps['np1']:.2f}"]
             for k in labels]
+    rows.append(["2 independent 1-process runs at once, 1 core each, no Horovod (ceiling)",
+                 f"{ceiling:,.0f}", "-", f"{ceiling / sps['np1']:.2f}"])
     rows.append(["tf.data input pipeline alone, 1 core (records/s)", f"{feed:,.0f}", "-",
                  f"{feed / sps['np1']:.2f}"])
     mc = machine()
@@ -156,9 +182,12 @@ def main() -> None:
     goals = [goal("2 processes samples/s / 1 process samples/s", scaling, GOAL_SCALING),
              goal("input pipeline records/s / training samples/s (1 process)", input_ratio,
                   GOAL_INPUT)]
+    text += (f"\n\nHorovod efficiency on this machine: 2 processes make {sps['np2'] / ceiling:.0%} "
+             f"of what two independent processes make ({scaling:.2f}x of one process against "
+             f"a ceiling of {ceiling / sps['np1']:.2f}x).")
     print(text)
     print(goal_lines(goals))
-    save("train", {"records": args.records, "settings": args.extra, "runs": runs, "samples_per_second": sps,
+    save("train", {"independent_pair_samples_per_second": pairs, "ceiling": ceiling / sps["np1"],"records": args.records, "settings": args.extra, "runs": runs, "samples_per_second": sps,
                    "input_pipeline_records_per_second": pipeline, "scaling": scaling,
                    "input_ratio": input_ratio, "table": text, "goals": goals})
 
