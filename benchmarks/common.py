@@ -65,7 +65,7 @@ def table(title: str, header: list[str], rows: list[list[object]]) -> str:
 def goal(name: str, value: float, target: float, higher_is_better: bool = True) -> dict:
     """One goal of a benchmark: a measured ratio against its target."""
     met = value >= target if higher_is_better else value <= target
-    return {"name": name, "value": round(value, 3), "target": target,
+    return {"name": name, "value": round(value, 4), "target": target,
             "op": ">=" if higher_is_better else "<=", "met": bool(met)}
 
 
