@@ -36,8 +36,8 @@ def main() -> None:
 
     src = WORK / f"ingest_{args.rows}{'_defects' if args.defects else ''}"
     manifest = src / "_generated.json"
-    if not manifest.exists() or (json.loads(manifest.read_text())["lines"],
-                                 json.loads(manifest.read_text())["defects"]) != (args.rows, defects_kind(args.defects)):
+    made = json.loads(manifest.read_text()) if manifest.exists() else {}
+    if (made.get("lines"), made.get("defects")) != (args.rows, defects_kind(args.defects)):
         generate(rows=args.rows, output=src, seed=1, defects=args.defects, files=1)
     tsv = str(next(src.glob("*.tsv")))
     spark = get_spark(Config.load(None, ["spark.log_level=ERROR"]), "bench-ingest")

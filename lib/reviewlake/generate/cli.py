@@ -37,14 +37,14 @@ def cmd_generate(args: argparse.Namespace) -> int:
 
 def run(cfg, spark=None) -> dict:
     """The stage from a loaded profile; returns its result (also used by the pipeline)."""
-    from . import defects_kind, generate
+    from . import generate
 
     g = cfg.section("generate")
     out = cfg.get("data.raw")
     if is_remote(str(out)):
         raise UserError(f"generate writes local files only, got {out}; copy them with aws s3 cp")
     result = generate(rows=int(g.get("rows", 10000)), output=out, seed=int(g.get("seed", 42)),
-                      defects=defects_kind(g.get("defects", False)), files=int(g.get("files", 1)),
+                      defects=g.get("defects", False), files=int(g.get("files", 1)),
                       gzip=bool(g.get("gzip", False)))
     return result.to_dict()
 

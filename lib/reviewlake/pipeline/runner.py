@@ -191,19 +191,19 @@ class Pipeline:
             seconds = round(time.time() - started, 1)
             figures = stage.figures(result)
             print(module.summary(result), flush=True)
-            record = {"stage": stage.name, "fingerprint": fp, "figures": figures,
-                      "seconds": seconds, "status": "ok",
-                      "finished_at": dt.datetime.now(dt.timezone.utc).isoformat()}
+            passed = False
             try:
                 if stage.check:
                     stage.check(result)
-            except UserError:
-                fs.write_json(join(out, RECORD), dict(record, status="failed"))
-                self.outcomes.append(Outcome(stage.name, "failed", seconds, figures, out, fp,
-                                             result))
-                raise
-            fs.write_json(join(out, RECORD), record)
-            self.outcomes.append(Outcome(stage.name, "ran", seconds, figures, out, fp, result))
+                passed = True
+            finally:
+                # a failed check is recorded too, so an unchanged re-run checks again
+                fs.write_json(join(out, RECORD), {
+                    "stage": stage.name, "fingerprint": fp, "figures": figures,
+                    "seconds": seconds, "status": "ok" if passed else "failed",
+                    "finished_at": dt.datetime.now(dt.timezone.utc).isoformat()})
+                self.outcomes.append(Outcome(stage.name, "ran" if passed else "failed", seconds,
+                                             figures, out, fp, result))
         return self.outcomes
 
 
