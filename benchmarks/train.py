@@ -8,7 +8,9 @@ benchmarks/_work). Every training run is a fresh `reviewlake train` process (`--
 samples/s of metrics.json (the epochs after the first, which carries graph tracing).
 
 Sides:
-* 2 processes, one core each (Horovod all-reduce over Gloo): the goal's numerator;
+* 2 processes, one core each (Horovod all-reduce over Gloo): the goal's numerator; and the
+  same at Horovod's default cycle time (1 ms; the train stage uses 10 ms on CPU-only hosts,
+  train.cycle_time_ms), the before/after of that setting;
 * 1 process on one core: the goal's denominator. Horovod's scaling is per worker (one GPU, or
   one CPU slot): a second worker brings its own device, so each process gets one core
   (train.intra_op_threads=1), as it gets one GPU on a GPU machine;
@@ -147,15 +149,17 @@ def main() -> None:
         args.epochs = 2   # the first epoch traces the graph; the figure is the later ones
 
     features = features_dir(args.records)
-    sides = {"np2": (2, 1), "np1": (1, 1), "np1_all_cores": (1, os.cpu_count() or 2)}
+    # (processes, threads per process, extra settings)
+    sides = {"np2": (2, 1, []), "np2_1ms": (2, 1, ["train.cycle_time_ms=1"]),
+             "np1": (1, 1, []), "np1_all_cores": (1, os.cpu_count() or 2, [])}
     runs: dict[str, list[dict]] = {k: [] for k in sides}
     pipeline: list[float] = []
     pairs: list[float] = []
     train_run(features, 1, 1, 2, 5)   # warm-up: file caches, compiled kernels on disk
     for _ in range(args.repeats):     # alternate the sides
-        for name, (np, threads) in sides.items():
+        for name, (np, threads, extra) in sides.items():
             runs[name].append(train_run(features, np, threads, args.epochs, args.steps,
-                                        args.extra))
+                                        args.extra + extra))
         pairs.append(independent_pair(features, args.epochs, args.steps, args.extra)
                      ["samples_per_second"])
         pipeline.append(input_pipeline_rate(features, args.batches))
@@ -166,6 +170,7 @@ def main() -> None:
     scaling = sps["np2"] / sps["np1"]
     input_ratio = feed / sps["np1"]
     labels = {"np2": "2 Horovod processes (Gloo), 1 core each",
+              "np2_1ms": "the same at Horovod's default 1 ms cycle time (before)",
               "np1": "1 process, 1 core (the goal's baseline)",
               "np1_all_cores": f"1 process, {sides['np1_all_cores'][1]} cores (reference)"}
     rows = [[labels[k], f"{sps[k]:,.0f}", f"{wall[k]:.1f}", f"{sps[k] / sps['np1']:.2f}"]

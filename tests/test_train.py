@@ -162,6 +162,37 @@ def test_evaluation_math():
     assert "accuracy" in evaluate.report_text(s)
 
 
+def test_horovod_cycle_time(monkeypatch):
+    from reviewlake.errors import UserError
+    from reviewlake.train.spec import TrainSpec
+    from reviewlake.train.worker import CPU_CYCLE_TIME_MS, set_cycle_time
+
+    class NoGpu:
+        class config:
+            @staticmethod
+            def list_physical_devices(kind):
+                return []
+
+    class OneGpu(NoGpu):
+        class config:
+            @staticmethod
+            def list_physical_devices(kind):
+                return ["GPU:0"]
+
+    spec = TrainSpec(input="f", output="m")
+    monkeypatch.delenv("HOROVOD_CYCLE_TIME", raising=False)
+    assert set_cycle_time(spec, OneGpu) is None and "HOROVOD_CYCLE_TIME" not in os.environ
+    assert set_cycle_time(spec, NoGpu) == CPU_CYCLE_TIME_MS
+    assert os.environ["HOROVOD_CYCLE_TIME"] == str(CPU_CYCLE_TIME_MS)
+    monkeypatch.setenv("HOROVOD_CYCLE_TIME", "2.5")        # horovodrun --cycle-time-ms wins
+    assert set_cycle_time(TrainSpec(input="f", output="m", cycle_time_ms=7), NoGpu) == 2.5
+    monkeypatch.delenv("HOROVOD_CYCLE_TIME")
+    assert set_cycle_time(TrainSpec(input="f", output="m", cycle_time_ms=7), OneGpu) == 7.0
+    assert os.environ["HOROVOD_CYCLE_TIME"] == "7"
+    with pytest.raises(UserError, match="cycle_time_ms"):
+        TrainSpec(input="f", output="m", cycle_time_ms=0).validate()
+
+
 def test_sharding_and_steps():
     from reviewlake.train.data import shard_files, steps_for
     from reviewlake.train.launch import parse_hosts

@@ -105,10 +105,12 @@ def train_remote(spec, run_id: str, s3=None) -> dict:
     """One process of a training whose input and output are S3 prefixes. ``run_id`` is the
     same for every process of one run (the launcher makes it)."""
     import horovod.tensorflow as hvd
+    import tensorflow as tf
 
-    from .worker import train
+    from .worker import set_cycle_time, train
 
     s3 = s3 or _s3()
+    set_cycle_time(spec, tf)   # before the first hvd.init(), which reads it
     hvd.init()  # rank queries only: TensorFlow must stay unconfigured until train()
     root = os.path.join(tempfile.gettempdir(), f"reviewlake-train-{run_id}")
     channels_dir = os.path.join(root, "channels")

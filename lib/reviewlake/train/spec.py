@@ -45,6 +45,8 @@ class TrainSpec:
     inter_op_threads: int = 0         # 0: min(2, intra_op_threads)
     sparse_as_dense: bool = False     # embedding gradients all-reduced dense, not allgathered
                                       # (measured: no gain for the tiny model on 2 CPU cores)
+    cycle_time_ms: float | None = None    # Horovod's cycle time; null: 10 ms on CPU-only hosts
+                                          # (measured), Horovod's own default (1 ms) with GPUs
 
     def validate(self) -> "TrainSpec":
         if self.epochs < 1:
@@ -55,6 +57,8 @@ class TrainSpec:
             raise UserError(f"--learning-rate must be positive, got {self.learning_rate}")
         if self.shard not in SHARD_MODES:
             raise UserError(f"shard must be one of {', '.join(SHARD_MODES)}, got {self.shard!r}")
+        if self.cycle_time_ms is not None and not self.cycle_time_ms > 0:
+            raise UserError(f"train.cycle_time_ms must be positive, got {self.cycle_time_ms}")
         if self.steps_per_epoch is not None and self.steps_per_epoch < 1:
             raise UserError(f"--steps-per-epoch must be at least 1, got {self.steps_per_epoch}")
         return self

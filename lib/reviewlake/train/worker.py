@@ -46,6 +46,30 @@ def _atomic_write(path: str, text: str) -> None:
     os.replace(tmp, path)
 
 
+# Horovod's background thread wakes every cycle time to negotiate and fuse the all-reduces.
+# Its default (1 ms) suits GPUs, where the thread has a core of its own; where the training
+# processes share the CPU cores, 1 ms polling takes cycles from the steps: on 2 cores, 2
+# processes made 1.54x one at 1 ms, 1.59x at 5, 1.67x at 10 (medians of 3 runs) and 1.43x
+# at 25 (a longer wait for every negotiation); benchmarks/NOTES.md.
+CPU_CYCLE_TIME_MS = 10.0
+
+
+def set_cycle_time(spec, tf) -> float | None:
+    """Set HOROVOD_CYCLE_TIME for this process before ``hvd.init()`` (which reads it), unless
+    the environment already has it (horovodrun --cycle-time-ms, a user's export); returns the
+    value in force, None for Horovod's default."""
+    given = os.environ.get("HOROVOD_CYCLE_TIME")
+    if given:
+        return float(given)
+    value = spec.cycle_time_ms
+    if value is None:
+        if tf.config.list_physical_devices("GPU"):
+            return None
+        value = CPU_CYCLE_TIME_MS
+    os.environ["HOROVOD_CYCLE_TIME"] = str(value)
+    return float(value)
+
+
 def _setup_devices(spec, hvd, tf) -> dict:
     gpus = tf.config.list_physical_devices("GPU")
     if not gpus:
@@ -93,9 +117,11 @@ def train(spec) -> dict:
     from .model import build_model, loss
 
     tf.get_logger().setLevel("ERROR")
+    cycle_time = set_cycle_time(spec, tf)
     hvd.init()
     rank, size = hvd.rank(), hvd.size()
     devices = _setup_devices(spec, hvd, tf)
+    devices["cycle_time_ms"] = cycle_time
     tf.keras.utils.set_random_seed(spec.seed)
     features = load_features(spec.input)
     length = features.max_seq_length
