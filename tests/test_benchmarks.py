@@ -58,3 +58,25 @@ def test_train_and_end_to_end_benchmarks_write_their_tables(tmp_path):
     text = out.read_text()
     assert "## train" in text and "## end_to_end" in text and "Peak memory" in text
     assert "| train | 2 processes samples/s / 1 process samples/s |" in text
+
+
+def test_a_partial_run_keeps_the_tables_of_earlier_runs_in_the_same_mode(tmp_path, monkeypatch):
+    monkeypatch.syspath_prepend(str(ROOT / "benchmarks"))
+    import run_all
+
+    monkeypatch.setattr(run_all, "WORK", tmp_path)
+    results = tmp_path / "results"
+    results.mkdir()
+    for name in ("ingest", "tfrecord", "train"):
+        (results / f"{name}.json").write_text(json.dumps({"table": f"### {name} table", "goals": [
+            {"name": f"{name} ratio", "op": ">=", "target": 1.0, "value": 2.0, "met": True}]}))
+    run_all.record_runs({"ingest": (0, 12.0)}, quick=False)   # an earlier full run
+    run_all.record_runs({"train": (0, 5.0)}, quick=True)      # a smoke run: never mixed in
+    ran = {"tfrecord": (0, 3.0)}
+    out = tmp_path / "RESULTS.md"
+    run_all.write_results(ran, out, run_all.record_runs(ran, quick=False), quick=False)
+    text = out.read_text()
+    assert "### ingest table" in text and "(run time 12s, in an earlier run at " in text
+    assert "### tfrecord table" in text and "(run time 3s)" in text
+    assert "### train table" not in text and "| train |" not in text
+    assert text.index("## ingest") < text.index("## tfrecord")   # the benchmarks' own order

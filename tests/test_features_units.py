@@ -166,6 +166,24 @@ def test_encoder_matches_the_tokenizer(tok, length):
     assert ids.shape == (len(TEXTS) + 1, length) and ids.dtype == np.int32
 
 
+def test_ascii_texts_take_the_ascii_normalizer_with_the_same_ids(tok):
+    enc = E.Encoder(tok.backend_tokenizer.to_str(), 16, tok.pad_token_id, tok.sep_token_id)
+    assert enc._ascii_batch is not None
+    texts = ["Tabs\tand\r\nnew lines, NUL\x00 and BEL\x07 controls; CAPS!", "ASCII only",
+             "caf\u00e9 \u00fcber", "\u4e2d\u6587 mixed with ASCII", "  ", "E\u0301 combining"]
+    assert [e.ids for e in enc._encode_all(texts)] == \
+        [e.ids for e in tok.backend_tokenizer.encode_batch(texts)]
+    ascii_only = [t for t in texts if t.isascii()]
+    assert [e.ids for e in enc._ascii_batch(ascii_only)] == \
+        [e.ids for e in tok.backend_tokenizer.encode_batch(ascii_only)]
+    # a tokenizer whose normalizer is not BERT's keeps its own for every text
+    from tokenizers import Tokenizer, normalizers
+
+    other = Tokenizer.from_str(tok.backend_tokenizer.to_str())
+    other.normalizer = normalizers.Lowercase()
+    assert E.Encoder(other.to_str(), 16, tok.pad_token_id, tok.sep_token_id)._ascii_batch is None
+
+
 def test_encoder_is_built_once_per_process(tok, monkeypatch):
     monkeypatch.setattr(E, "_ENCODERS", {})
     calls = []
