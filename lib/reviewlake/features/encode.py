@@ -44,14 +44,9 @@ class Encoder:
     to pad and truncate like BERT."""
 
     def __init__(self, tokenizer_json: str, max_seq_length: int, pad_id: int, sep_id: int):
-        from tokenizers import Tokenizer
-
         if max_seq_length < 2:
             raise ValueError("max_seq_length must be at least 2")
-        self.tokenizer = Tokenizer.from_str(tokenizer_json)
-        self.tokenizer.no_truncation()
-        self.tokenizer.no_padding()
-        # Offsets are not needed: the fast path skips tracking them when available.
+        self.tokenizer = _untruncated(tokenizer_json)
         self._batch = _batch_encoder(self.tokenizer)
         self._ascii_batch = _ascii_batch_encoder(tokenizer_json, self.tokenizer)
         self.max_seq_length = max_seq_length
@@ -99,7 +94,18 @@ class Encoder:
         return out
 
 
+def _untruncated(tokenizer_json: str):
+    """The tokenizer of ``tokenizer_json`` without truncation and padding (done by Encoder)."""
+    from tokenizers import Tokenizer
+
+    tokenizer = Tokenizer.from_str(tokenizer_json)
+    tokenizer.no_truncation()
+    tokenizer.no_padding()
+    return tokenizer
+
+
 def _batch_encoder(tokenizer) -> Callable[[list], list]:
+    # Offsets are not needed: the fast path skips tracking them when available.
     return getattr(tokenizer, "encode_batch_fast", None) or tokenizer.encode_batch
 
 
@@ -108,14 +114,12 @@ def _ascii_batch_encoder(tokenizer_json: str, tokenizer) -> Callable[[list], lis
     (Chinese-character spacing; accent stripping, whose NFD decomposition leaves ASCII as it
     is), or None when the normalizer is not BERT's. The same ids for every ASCII text, ~20%
     less time per review (benchmarks/NOTES.md)."""
-    from tokenizers import Tokenizer, normalizers
+    from tokenizers import normalizers
 
     norm = tokenizer.normalizer
     if type(norm) is not normalizers.BertNormalizer:
         return None
-    ascii_tok = Tokenizer.from_str(tokenizer_json)
-    ascii_tok.no_truncation()
-    ascii_tok.no_padding()
+    ascii_tok = _untruncated(tokenizer_json)
     ascii_tok.normalizer = normalizers.BertNormalizer(
         clean_text=norm.clean_text, handle_chinese_chars=False, strip_accents=False,
         lowercase=norm.lowercase)
