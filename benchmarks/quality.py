@@ -12,6 +12,12 @@ goal, is ``spark.read.parquet(LAKE/reviews).count()``. Two reference rows show t
 floors any implementation of the suite pays: decoding the columns it reads (count() reads none:
 Parquet footers answer it) and the exact group-by of review_id that Uniqueness needs.
 Goal: quality <= 2.5 x the count() scan.
+
+Engines, side by side on the same lake and suite (a second table): the spark engine against
+Deequ itself (the deequ engine: PyDeequ on the jar of jars/jars.txt), each computing the
+suite's metrics, checks and suggestions; the two results are compared metric by metric
+(reviewlake.quality.compare) and the table says whether they agree. Goal: spark engine <= 0.5x
+Deequ's wall time. Without the Deequ jar that table says so and is left out.
 """
 from __future__ import annotations
 
@@ -23,6 +29,7 @@ import shutil
 from common import WORK, goal, goal_lines, machine, med, median_times, save, table
 
 GOAL = 2.5
+ENGINE_GOAL = 0.5
 
 
 def main() -> None:
@@ -85,10 +92,26 @@ def main() -> None:
         spark.read.parquet(reviews).groupBy("review_id").count() \
             .agg(F.sum((F.col("count") == 1).cast("int"))).first()
 
-    times = median_times({"quality": quality, "count": count, "engine": engine_only,
-                          "engine_no_profiles": engine_no_profiles,
-                          "read_columns": read_columns, "group_ids": group_ids},
-                         repeats=args.repeats, warmup=args.warmup)
+    from reviewlake.quality.compare import differences
+    from reviewlake.quality.deequ_engine import DeequEngine, deequ_available
+
+    sides = {"quality": quality, "count": count, "engine": engine_only,
+             "engine_no_profiles": engine_no_profiles,
+             "read_columns": read_columns, "group_ids": group_ids}
+    deequ = DeequEngine(spark) if deequ_available(spark) else None
+    if deequ is not None:
+        def engine_spark():
+            last["spark_result"] = engine.run(spark.read.parquet(reviews), suite)
+
+        def engine_deequ():
+            last["deequ_result"] = deequ.run(spark.read.parquet(reviews), suite)
+
+        sides.update(engine_spark=engine_spark, engine_deequ=engine_deequ)
+    try:
+        times = median_times(sides, repeats=args.repeats, warmup=args.warmup)
+    finally:
+        if deequ is not None:
+            deequ.close()
     m = {k: med(v) for k, v in times.items()}
     ratio = m["quality"] / m["count"]
     rows = [
@@ -104,6 +127,21 @@ def main() -> None:
         ["floor: exact group-by of review_id, as Uniqueness needs (reference)",
          f"{m['group_ids']:.2f}", f"{m['group_ids'] / m['count']:.2f}"],
     ]
+    engines_text, engine_ratio, agree = "", None, None
+    if deequ is not None:
+        engine_ratio = m["engine_spark"] / m["engine_deequ"]
+        diffs = differences(spark.read.parquet(reviews), last["spark_result"],
+                            last["deequ_result"])
+        agree = not diffs
+        n_metrics = len(last["deequ_result"].metrics)
+        same = "yes" if agree else f"NO: {len(diffs)} differences, first: {diffs[0]}"
+        engines_text = table(
+            f"quality engines: {args.rows:,} rows, default suite ({n_metrics} metrics, "
+            f"checks, suggestions), median of {args.repeats}",
+            ["engine", "seconds", "x deequ", "same metrics, checks, suggestions"],
+            [["spark (Spark SQL aggregates)", f"{m['engine_spark']:.2f}",
+              f"{engine_ratio:.2f}", same],
+             ["deequ (PyDeequ on the Deequ jar)", f"{m['engine_deequ']:.2f}", "1.00", ""]])
     mc = machine()
     summary = last.get("summary", {})
     text = table(f"quality: {args.rows:,} rows, {summary.get('counts', {}).get('metrics', '?')} "
@@ -112,12 +150,17 @@ def main() -> None:
                  ["side", "seconds", "x count()"], rows)
     goals = [goal("quality seconds / one count() scan seconds", ratio, GOAL,
                   higher_is_better=False)]
+    if engine_ratio is not None:
+        goals.append(goal("spark engine seconds / deequ engine seconds (same suite, lake)",
+                          engine_ratio, ENGINE_GOAL, higher_is_better=False))
+        text += "\n\n" + engines_text
     print(text)
     print(f"\nphases of the last quality run (s): {summary.get('timings')}")
     print(f"\ngoal: quality <= {GOAL}x one count() scan -> {ratio:.2f}x "
           f"({'met' if ratio <= GOAL else 'MISSED'})")
     print(goal_lines(goals))
     save("quality", {"rows": args.rows, "times": times, "median_seconds": m, "ratio": ratio,
+                     "engine_ratio": engine_ratio, "engines_agree": agree,
                      "table": text, "goals": goals,
                      "phases": summary.get("timings"), "engine_phases": last.get("engine")})
     spark.stop()

@@ -23,6 +23,8 @@ VENV_BIN = Path(sys.executable).parent
 
 def pytest_configure(config):
     config.addinivalue_line("markers", "slow: starts its own JVM or runs a stage end to end")
+    config.addinivalue_line("markers", "jarfree: a jar-free path; `make test` runs these again "
+                            "with jars/ hidden (REVIEWLAKE_JARS_DIR=an empty directory)")
 
 
 def config_for_tests(**extra) -> Config:
@@ -35,37 +37,38 @@ def config_for_tests(**extra) -> Config:
     return cfg
 
 
-S3A_JARS = ("hadoop-aws-3.3.1.jar", "aws-java-sdk-bundle-1.11.901.jar")
-JAR_CACHE = Path(os.environ.get("REVIEWLAKE_JAR_CACHE",
-                                Path.home() / ".cache" / "reviewlake" / "jars"))
-_S3A_SKIP: list[str] = []
+def jars_hidden() -> bool:
+    """The jar-free pass of the suite (``make test`` runs it second): jars/ is hidden."""
+    from reviewlake.session import local_jars
+
+    return "REVIEWLAKE_JARS_DIR" in os.environ and not local_jars()
 
 
-def s3a_jars() -> list[str]:
-    """hadoop-aws + the AWS SDK bundle for s3a:// tests: from jars/, the cache, or PyPI (once).
+def jar_present(coordinate: str) -> bool:
+    """Whether jars/ (as this run sees it) holds the jar of a coordinate of jars/jars.txt."""
+    from reviewlake.jars import jar_name
+    from reviewlake.session import local_jars
 
-    Maven Central is not reachable everywhere; the sagemaker-pyspark sdist on PyPI carries
-    both jars (jars/fetch.sh --s3a-from-pypi). Returns [] when they cannot be had; the s3a
-    tests then skip and say why."""
-    if all((ROOT / "jars" / j).exists() for j in S3A_JARS):
-        return []  # already on every session through jars/
-    if not all((JAR_CACHE / j).exists() for j in S3A_JARS):
-        proc = subprocess.run([str(ROOT / "jars" / "fetch.sh"), "--s3a-from-pypi"],
-                              env=dict(os.environ, JARS_DIR=str(JAR_CACHE),
-                                       PIP=str(VENV_BIN / "pip")),
-                              capture_output=True, text=True, timeout=900)
-        if proc.returncode != 0:
-            _S3A_SKIP.append(proc.stderr.strip().splitlines()[-1] if proc.stderr.strip()
-                             else "jars/fetch.sh --s3a-from-pypi failed")
-            return []
-    return [str(JAR_CACHE / j) for j in S3A_JARS]
+    return any(Path(j).name == jar_name(coordinate) for j in local_jars())
+
+
+def need_jar(spark, class_name: str, coordinate: str) -> None:
+    """Skip (saying why) where a jar of jars/jars.txt is not on the classpath."""
+    from reviewlake.session import has_class
+
+    if has_class(spark, class_name):
+        return
+    if jars_hidden():
+        pytest.skip(f"jar-free pass: {coordinate} is hidden")
+    pytest.skip(f"{coordinate} is not in jars/: `make setup` (jars/fetch.sh) could not fetch it "
+                f"with mvn; see its one-line message")
 
 
 @pytest.fixture(scope="session")
 def spark():
     from reviewlake.session import get_spark
 
-    session = get_spark(config_for_tests(**{"spark.jars": s3a_jars()}), "tests")
+    session = get_spark(config_for_tests(), "tests")
     yield session
     session.stop()
 
@@ -161,11 +164,9 @@ def moto_s3(moto_server):
 @pytest.fixture()
 def s3a(spark, moto_s3):
     """The shared session pointed at the local S3 (s3a://, path-style, fake credentials)."""
-    from reviewlake.session import has_class
+    from reviewlake.jars import HADOOP_AWS
 
-    if not has_class(spark, "org.apache.hadoop.fs.s3a.S3AFileSystem"):
-        pytest.skip("s3a tests need hadoop-aws and the AWS SDK bundle: "
-                    + (_S3A_SKIP[0] if _S3A_SKIP else "not on the classpath"))
+    need_jar(spark, "org.apache.hadoop.fs.s3a.S3AFileSystem", HADOOP_AWS)
     hconf = spark.sparkContext._jsc.hadoopConfiguration()
     for key, value in {
         "fs.s3a.endpoint": moto_s3["endpoint"], "fs.s3a.path.style.access": "true",

@@ -6,7 +6,8 @@ import sys
 
 import pytest
 
-from conftest import ROOT
+from conftest import ROOT, jar_present
+from reviewlake.jars import DEEQU
 
 
 @pytest.mark.slow
@@ -36,8 +37,12 @@ def test_quality_benchmark_prints_its_ratio(tmp_path):
     assert "| side" in proc.stdout and "goal: quality <= 2.5x one count() scan" in proc.stdout
     result = json.loads((tmp_path / "results" / "quality.json").read_text())
     assert result["rows"] == 5000 and result["ratio"] > 0
-    assert set(result["median_seconds"]) == {"quality", "count", "engine", "engine_no_profiles",
-                                             "read_columns", "group_ids"}
+    sides = {"quality", "count", "engine", "engine_no_profiles", "read_columns", "group_ids"}
+    if jar_present(DEEQU):   # the engines side by side, and whether they agree
+        sides |= {"engine_spark", "engine_deequ"}
+        assert "| deequ (PyDeequ on the Deequ jar)" in proc.stdout
+        assert result["engines_agree"] is True and result["engine_ratio"] > 0
+    assert set(result["median_seconds"]) == sides
 
 
 @pytest.mark.slow

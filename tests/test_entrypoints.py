@@ -26,11 +26,11 @@ def test_split_args():
 def test_spark_submit_args_local_and_cluster(tmp_path, monkeypatch):
     monkeypatch.setenv("REVIEWLAKE_JARS_DIR", str(tmp_path / "jars"))
     (tmp_path / "jars").mkdir()
-    (tmp_path / "jars" / "deequ-2.0.21-spark-3.5.jar").write_bytes(b"")
+    (tmp_path / "jars" / "deequ-2.1.0-spark-3.5.jar").write_bytes(b"")
     args = spark_submit_args(["jobs/ingest.py", "--input", "x"], build_dir=tmp_path)
     assert args[:2] == ["--master", "local[*]"]
     assert args[args.index("--driver-memory") + 1] == "6g"
-    assert args[args.index("--jars") + 1].endswith("deequ-2.0.21-spark-3.5.jar")
+    assert args[args.index("--jars") + 1].endswith("deequ-2.1.0-spark-3.5.jar")
     assert "--py-files" not in args
     assert args[-3:] == ["jobs/ingest.py", "--input", "x"]
     args = spark_submit_args(["--master", "yarn", "jobs/ingest.py", "--config", "emr"],
@@ -41,7 +41,7 @@ def test_spark_submit_args_local_and_cluster(tmp_path, monkeypatch):
     import zipfile
     names = zipfile.ZipFile(bundle).namelist()
     assert "reviewlake/ingest/job.py" in names and "reviewlake/conf/local.yaml" in names
-    assert "com.amazon.deequ:deequ:2.0.21-spark-3.5" in args[args.index("--packages") + 1].split(",")
+    assert "com.amazon.deequ:deequ:2.1.0-spark-3.5" in args[args.index("--packages") + 1].split(",")
 
 
 @pytest.mark.slow

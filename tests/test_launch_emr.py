@@ -98,8 +98,8 @@ def test_steps_on_the_cluster_and_code_in_s3(aws, build_dir):
         assert args[args.index("--py-files") + 1] == f"{code}/reviewlake-{__version__}.zip"
         assert args[args.index("--files") + 1] == f"{code}/conf/emr.yaml"
         assert args[args.index("--packages") + 1].split(",") == [
-            "com.amazon.deequ:deequ:2.0.21-spark-3.5",
-            "com.linkedin.sparktfrecord:spark-tfrecord_2.12:0.6.1"]
+            "com.amazon.deequ:deequ:2.1.0-spark-3.5",
+            "com.linkedin.sparktfrecord:spark-tfrecord_2.12:0.7.0"]
         assert "spark.pyspark.python=/opt/reviewlake/venv/bin/python" in args
         tail = expected_args(bucket, stage, code)
         assert args[-len(tail):] == tail

@@ -96,8 +96,8 @@ def test_processing_job(aws, build_dir):
     assert "extends" not in profile and profile["data"]["lake"] == f"s3://{bucket}/lake"
     assert json.loads(read(aws, inputs["conf"]["S3Uri"])) == [{
         "Classification": "spark-defaults",
-        "Properties": {"spark.jars.packages": "com.amazon.deequ:deequ:2.0.21-spark-3.5,"
-                                              "com.linkedin.sparktfrecord:spark-tfrecord_2.12:0.6.1"}}]
+        "Properties": {"spark.jars.packages": "com.amazon.deequ:deequ:2.1.0-spark-3.5,"
+                                              "com.linkedin.sparktfrecord:spark-tfrecord_2.12:0.7.0"}}]
     outputs = job["ProcessingOutputConfig"]["Outputs"]
     assert [(o["OutputName"], o["S3Output"]) for o in outputs] == [("spark-event-logs", {
         "S3Uri": f"s3://{bucket}/events", "LocalPath": "/opt/ml/processing/spark-events/",

@@ -12,7 +12,8 @@ import numpy as np
 import pytest
 from pyspark.sql import functions as F
 
-from conftest import ROOT, VENV_BIN
+from conftest import ROOT, VENV_BIN, jar_present, need_jar
+from reviewlake.jars import TFRECORD
 from reviewlake import commit as commit_mod
 from reviewlake.errors import UserError
 from reviewlake.features import job as J
@@ -384,13 +385,20 @@ def test_python_writer_commits_each_file_once(tmp_path, monkeypatch):
     assert attempt(4, 103, []) == [] and not (split_dir / "part-00004-run1.tfrecord").exists()
 
 
+@pytest.mark.jarfree
 def test_writer_choice(spark):
-    assert W.choose_writer(spark, "auto", "/tmp/x") == "python"
+    """auto takes the jar where it is on the classpath, the Python writer otherwise."""
     assert W.choose_writer(spark, "python", "s3a://bucket/x") == "python"
-    with pytest.raises(UserError, match="spark-tfrecord jar is not on the classpath"):
-        W.choose_writer(spark, "jar", "/tmp/x")
-    with pytest.raises(UserError, match="local paths and S3 only"):
-        W.choose_writer(spark, "auto", "hdfs://nn/x")
+    if jar_present(TFRECORD):
+        assert W.choose_writer(spark, "auto", "/tmp/x") == "jar"
+        assert W.choose_writer(spark, "auto", "hdfs://nn/x") == "jar"
+    else:
+        assert W.choose_writer(spark, "auto", "/tmp/x") == "python"
+        with pytest.raises(UserError, match="spark-tfrecord jar is not on the classpath") as e:
+            W.choose_writer(spark, "jar", "/tmp/x")
+        assert TFRECORD in str(e.value) and "\n" not in str(e.value)
+        with pytest.raises(UserError, match="local paths and S3 only"):
+            W.choose_writer(spark, "auto", "hdfs://nn/x")
     assert W.files_for(0, 100, 2) == 1 and W.files_for(1, 100, 2) == 1
     assert W.files_for(50, 100, 2) == 2 and W.files_for(1001, 100, 2) == 11
 
@@ -474,3 +482,52 @@ def test_prepare_from_and_to_s3a(spark, s3a, lake, first, tmp_path):
     a = parquet(spark, first[0]).select("review_id", "split", "input_ids")
     b = spark.read.parquet("s3a://features-test/out/parquet").select("review_id", "split", "input_ids")
     assert a.exceptAll(b).count() == 0 and b.exceptAll(a).count() == 0
+
+
+# ---------------------------------------------------------------------------- the jar writer
+# Where spark-tfrecord is in jars/ (jars/jars.txt; `make setup` fetches it with mvn).
+
+
+@pytest.mark.parametrize("compression", ["none", "gzip"])
+def test_jar_writer_writes_the_python_writers_examples(spark, lake, first, tmp_path, tf,
+                                                       compression):
+    """--writer jar: the same Examples per split as the Python writer's, parsed with the book's
+    spec, in the same layout; read back by spark.read.format("tfrecord")."""
+    from reviewlake.features.write import JAR_CLASS
+
+    need_jar(spark, JAR_CLASS, TFRECORD)
+    tok = str(first[0] / "tokenizer")
+    out_py, out_jar = tmp_path / "py", tmp_path / "jar"
+    py = run_prepare(spark, str(lake[0]), str(out_py), PrepareOptions(
+        tokenizer=tok, writer="python", compression=compression))
+    jar = run_prepare(spark, str(lake[0]), str(out_jar), PrepareOptions(
+        tokenizer=tok, writer="jar", compression=compression))
+    assert jar["writer"] == "spark-tfrecord" and py["writer"] == "python"
+    assert set(jar) == set(py)
+    for split in S.SPLITS:
+        assert jar["splits"][split]["count"] == py["splits"][split]["count"]
+        assert jar["splits"][split]["labels"] == py["splits"][split]["labels"]
+        assert all(f.startswith(f"{split}/") for f in jar["splits"][split]["files"])
+        assert record_multiset(read_split(tf, out_jar, jar, split)) == \
+            record_multiset(read_split(tf, out_py, py, split))
+        back = spark.read.format("tfrecord").option("recordType", "Example").load(
+            [str(out_jar / f) for f in jar["splits"][split]["files"]])
+        assert back.count() == jar["splits"][split]["count"]
+
+
+def test_jar_count_check_reads_back_what_was_written(spark, lake, first, tmp_path, monkeypatch):
+    """The jar path's count check reads the written files: a lost file fails the run."""
+    from reviewlake.features.write import JAR_CLASS
+
+    need_jar(spark, JAR_CLASS, TFRECORD)
+    real = W.write_split_jar
+
+    def lossy(df, split_dir, compression):
+        real(df, split_dir, compression)
+        victim = sorted(p for p in os.listdir(split_dir) if p.startswith("part-"))[0]
+        os.remove(os.path.join(split_dir, victim))
+
+    monkeypatch.setattr(W, "write_split_jar", lossy)
+    with pytest.raises(J.CountMismatch, match="TFRecords hold"):
+        run_prepare(spark, str(lake[0]), str(tmp_path / "f"), PrepareOptions(
+            tokenizer=str(first[0] / "tokenizer"), writer="jar", min_files=2))

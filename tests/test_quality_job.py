@@ -7,7 +7,9 @@ import subprocess
 
 import pytest
 
-from conftest import ROOT, VENV_BIN
+from conftest import ROOT, VENV_BIN, jar_present, need_jar
+from reviewlake.jars import DEEQU
+from reviewlake.quality.deequ_engine import DEEQU_CLASS
 from reviewlake.generate import generate
 from reviewlake.ingest.job import run_ingest
 from reviewlake.quality.job import GateFailed, QualityOptions, gate, run_quality
@@ -41,10 +43,12 @@ def clean_run(spark, clean_lake, tmp_path_factory):
     return qdir, summary
 
 
+@pytest.mark.jarfree
 def test_a_clean_lake_passes(clean_run):
     qdir, summary = clean_run
     assert summary["status"] == "passed" and summary["errors"] == []
-    assert summary["engine"] == "spark"   # auto without the Deequ jar
+    # auto: Deequ where its jar is in jars/ (the set-up fetches it), the spark engine without
+    assert summary["engine"] == ("deequ" if jar_present(DEEQU) else "spark")
     assert summary["rows"] == 2000
     assert summary["counts"]["passed"] == summary["counts"]["constraints"] == 12
     gate(summary)   # does not raise
@@ -52,6 +56,7 @@ def test_a_clean_lake_passes(clean_run):
     assert all(a["status"] == "Success" and a["history"] == 0 for a in summary["anomalies"])
 
 
+@pytest.mark.jarfree
 def test_outputs(clean_run, spark):
     qdir, summary = clean_run
     for name in ("metrics", "checks", "suggestions"):
@@ -68,7 +73,7 @@ def test_outputs(clean_run, spark):
     metrics = {(m["entity"], m["instance"], m["name"]): m["value"]
                for m in json.loads((qdir / "metrics.json").read_text())}
     assert metrics[("Dataset", "*", "Size")] == 2000
-    assert ("Mutlicolumn", "total_votes,helpful_votes", "Correlation") in metrics
+    assert ("Multicolumn", "total_votes,helpful_votes", "Correlation") in metrics
     assert metrics[("Column", "review_id", "Uniqueness")] == 1.0
     html = (qdir / "report.html").read_text()
     assert "PASSED" in html and html.count("data:image/png;base64,") == 2
@@ -81,9 +86,14 @@ def test_outputs(clean_run, spark):
     assert profile["lengths"]["sampled_rows"] == 2000
 
 
-def test_defects_fail_the_gate_and_are_named(spark, defects_lake, tmp_path):
+@pytest.mark.parametrize("engine", ["spark", pytest.param("deequ", marks=pytest.mark.slow)])
+def test_defects_fail_the_gate_and_are_named(spark, defects_lake, tmp_path, engine):
+    """Under either engine the gate names every defect with its failing values."""
+    if engine == "deequ":
+        need_jar(spark, DEEQU_CLASS, DEEQU)
     summary = run_quality(spark, str(defects_lake), str(tmp_path / "q"),
-                          QualityOptions(load_suite(None, SMALL), engine="spark"))
+                          QualityOptions(load_suite(None, SMALL), engine=engine))
+    assert summary["engine"] == engine
     assert summary["status"] == "failed"
     with pytest.raises(GateFailed) as err:
         gate(summary)
@@ -165,4 +175,21 @@ def test_spark_submit_quality_exits_3_on_defects(defects_lake, tmp_path):
     assert "reviewlake quality: error: quality gate failed: 5 Error-level constraints failed" \
         in both
     summary = json.loads((tmp_path / "q" / "summary.json").read_text())
-    assert summary["tags"] == {"run": "submit"} and summary["engine"] == "spark"
+    assert summary["tags"] == {"run": "submit"}
+    assert summary["engine"] == ("deequ" if jar_present(DEEQU) else "spark")
+
+
+@pytest.mark.slow
+@pytest.mark.jarfree
+def test_engine_deequ_without_the_jar_is_one_line(clean_lake, tmp_path):
+    """--engine deequ on a machine without the jar: one line naming the jar and what to do."""
+    from conftest import run_cli
+
+    empty = tmp_path / "no-jars"
+    empty.mkdir()
+    proc = run_cli("quality", "--input", str(clean_lake), "--output", str(tmp_path / "q"),
+                   "--engine", "deequ", env={"REVIEWLAKE_JARS_DIR": str(empty)})
+    assert proc.returncode == 2, proc.stderr[-2000:]
+    lines = [x for x in proc.stderr.splitlines() if x.startswith("reviewlake quality: error:")]
+    assert len(lines) == 1 and DEEQU in lines[0] and "jars/fetch.sh" in lines[0]
+    assert "Traceback" not in proc.stderr + proc.stdout

@@ -96,8 +96,8 @@ def test_metrics_table_is_deequs_flattening(metrics):
     rows = {(m["entity"], m["instance"], m["name"]): m["value"] for m in metrics.metrics}
     assert rows[("Dataset", "*", "Size")] == 5.0
     assert rows[("Column", "x at least 2", "Compliance")] == 0.6
-    assert rows[("Mutlicolumn", "x,y", "Correlation")] == pytest.approx(1.0)
-    assert rows[("Mutlicolumn", "id,cat", "Uniqueness")] == 1.0
+    assert rows[("Multicolumn", "x,y", "Correlation")] == pytest.approx(1.0)
+    assert rows[("Multicolumn", "id,cat", "Uniqueness")] == 1.0
     assert rows[("Column", "cat", "Histogram.bins")] == 3.0
     assert rows[("Column", "cat", "Histogram.abs.NullValue")] == 1.0
     assert rows[("Column", "cat", "Histogram.ratio.u")] == 0.4
@@ -219,6 +219,7 @@ def test_suggestions_of_a_small_table(spark):
     assert cols["body"]["completeness"] == 0.9
 
 
+@pytest.mark.jarfree
 def test_deequ_engine_needs_the_jar(spark):
     from reviewlake.quality import deequ_engine
     from reviewlake.quality.job import select_engine
@@ -228,7 +229,7 @@ def test_deequ_engine_needs_the_jar(spark):
     with pytest.raises(UserError) as err:
         select_engine(spark, "deequ", "/tmp/repo", 1, {})
     message = str(err.value)
-    assert "com.amazon.deequ:deequ:2.0.21-spark-3.5" in message
+    assert "com.amazon.deequ:deequ:2.1.0-spark-3.5" in message
     assert "jars/fetch.sh" in message and "--packages" in message and "\n" not in message
     assert select_engine(spark, "auto", "/tmp/repo", 1, {}).name == "spark"
 
@@ -238,7 +239,7 @@ def test_deequ_and_spark_engines_agree(spark, wide):
     from reviewlake.quality import deequ_engine
 
     if not deequ_engine.deequ_available(spark):
-        pytest.skip("the Deequ jar (com.amazon.deequ:deequ:2.0.21-spark-3.5) is not on the "
+        pytest.skip("the Deequ jar (com.amazon.deequ:deequ:2.1.0-spark-3.5) is not on the "
                     "classpath: jars/fetch.sh deequ needs Maven Central, unreachable here")
     suite = parse_suite({"analyzers": ANALYZERS[:12],
                          "checks": [{"name": "c", "level": "Error", "constraints": [
@@ -262,3 +263,23 @@ def test_deequ_and_spark_engines_agree(spark, wide):
     assert [o.message.split("!")[0] for o in theirs.outcomes] == \
         [o.message.split("!")[0] for o in ours.outcomes]
     assert Analyzer("Size") in suite.required_analyzers()
+
+
+@pytest.mark.jarfree
+def test_deequ_2_semantics_without_the_jar(spark):
+    """What the spark engine once did differently from Deequ 2.x (test_quality_engines.py
+    compares with the jar itself): DataType's patterns, a quote in isContainedIn, a
+    zero-variance Correlation."""
+    rows = [("1e5", "", "+4", "Men's", 1, 7), ("1.5", "7", "-3", "Women's", 2, 7),
+            ("2E-3", "8", "12", "Men's", 3, 7)]
+    df = spark.createDataFrame(rows, "f string, s string, i string, cat string, x int, k int")
+    suite = parse_suite({
+        "analyzers": [{"Correlation": ["x", "k"]}],
+        "checks": [{"name": "c", "level": "Error", "constraints": [
+            {"isContainedIn": {"column": "cat", "values": ["Men's", "Women's"]}}]}],
+        "report": {"histogram": None, "length_column": None}})
+    result = SparkEngine(spark).run(df, suite)
+    types = {c: p["type"] for c, p in result.profile["columns"].items()}
+    assert (types["f"], types["s"], types["i"]) == ("Fractional", "String", "Integral")
+    assert [o.status for o in result.outcomes] == ["Success"]       # Men's is Men's
+    assert math.isnan(value(result, {"Correlation": ["x", "k"]}))     # Deequ: NaN, not empty

@@ -140,9 +140,15 @@ class HadoopFS:
         fs.copyToLocalFile(False, self._path(src), self._path(local_dir), True)
 
     def copy_from_local(self, local: str, dst: str) -> None:
-        """Copy a local file or directory (recursively) to dst (driver side)."""
-        fs = self._fs(dst)
-        fs.copyFromLocalFile(False, True, self._path(local), self._path(dst))
+        """Copy a local file or directory (recursively) to dst (driver side).
+
+        Through FileUtil.copy (streams), not FileSystem.copyFromLocalFile: hadoop-aws 3.3.4's
+        S3A override of the latter fails on a single file ("Cannot get relative path for
+        URI:file:///..."; HADOOP-18526, fixed in 3.3.5), and pyspark 3.5 carries Hadoop 3.3.4."""
+        jvm = self._jvm
+        src = self._path("file://" + os.path.abspath(local))
+        jvm.org.apache.hadoop.fs.FileUtil.copy(src.getFileSystem(self._conf), src, self._fs(dst),
+                                               self._path(dst), False, True, self._conf)
 
     def read_text(self, path: str) -> str:
         fs = self._fs(path)

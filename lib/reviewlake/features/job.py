@@ -307,8 +307,8 @@ def run_prepare(spark: SparkSession, lake: str, output: str,
         if writer_kind == "jar":
             W.write_split_jar(part, split_dir, opts.compression)
             files = W.list_split_files(fs, split_dir)
-            labels = dict(by_split[name])
-            records = count
+            # what the data source wrote, read back and parsed (not the expected counts)
+            records, labels = W.read_back_jar(spark, split_dir, files)
         else:
             stats = W.write_split_python(part, split_dir, run_tag, opts.compression,
                                          opts.max_seq_length, s3) if count else []
@@ -318,9 +318,11 @@ def run_prepare(spark: SparkSession, lake: str, output: str,
                            key=lambda f: f["file"])
             labels = {str(i): sum(s["labels"][i] for s in stats) for i in range(NUM_LABELS)}
             records = sum(s["records"] for s in stats)
-            if sorted(on_disk) != [f["file"] for f in files]:
+            if sorted(on_disk) != [f["file"] for f in files] or any(
+                    on_disk[f["file"]]["bytes"] != f["bytes"] for f in files):
                 raise CountMismatch(f"{name}: the files on disk ({len(on_disk)}) are not the "
-                                    f"files the writers committed ({len(files)}); nothing was "
+                                    f"files (names and sizes) the writers committed "
+                                    f"({len(files)}); nothing was "
                                     f"committed, the previous output is unchanged")
         if records != count or labels != by_split[name]:
             raise CountMismatch(f"{name}: TFRecords hold {records} records {labels}, the "

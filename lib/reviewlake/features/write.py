@@ -197,8 +197,25 @@ def write_split_jar(df, split_dir: str, compression: str) -> None:
     writer.save(split_dir)
 
 
+def read_back_jar(spark, split_dir: str, files: list[dict[str, Any]]) -> tuple[int, dict[str, int]]:
+    """Records and records per label in the files spark-tfrecord wrote, read back through the
+    same data source (every record parsed): the count check of the jar path."""
+    from pyspark.sql import functions as F
+
+    if not files:
+        return 0, {str(i): 0 for i in range(NUM_LABELS)}
+    paths = [join(split_dir, f["file"]) for f in files]
+    rows = (spark.read.format("tfrecord").option("recordType", "Example").load(paths)
+            .groupBy(F.col("label_ids").cast("long").alias("label")).count().collect())
+    labels = {str(i): 0 for i in range(NUM_LABELS)}
+    for r in rows:
+        labels[str(r["label"])] = labels.get(str(r["label"]), 0) + int(r["count"])
+    return sum(labels.values()), labels
+
+
 def choose_writer(spark, requested: str, output: str) -> str:
     """'jar' or 'python' for this session and output, or a one-line UserError."""
+    from ..jars import TFRECORD
     from ..session import has_class
 
     if requested not in WRITERS:
@@ -206,9 +223,8 @@ def choose_writer(spark, requested: str, output: str) -> str:
     jar = has_class(spark, JAR_CLASS)
     if requested == "jar" and not jar:
         raise UserError("the spark-tfrecord jar is not on the classpath (class "
-                        f"{JAR_CLASS}); fetch it with jars/fetch.sh, pass --packages "
-                        "com.linkedin.sparktfrecord:spark-tfrecord_2.12:0.7.0, or use "
-                        "--writer python")
+                        f"{JAR_CLASS}); fetch it with jars/fetch.sh tfrecord, pass --packages "
+                        f"{TFRECORD}, or use --writer python")
     if requested == "jar" or (requested == "auto" and jar):
         return "jar"
     if not python_writer_supports(output):

@@ -24,6 +24,7 @@ from typing import Any
 from pyspark.sql import DataFrame
 
 from ..errors import UserError
+from ..jars import DEEQU
 from ..session import has_class
 from .results import ConstraintOutcome, EngineResult, Suggestion
 from .spark_engine import check_columns, report_data
@@ -32,7 +33,7 @@ from .suite import Analyzer, Check, Constraint, Suite
 log = logging.getLogger(__name__)
 
 DEEQU_CLASS = "com.amazon.deequ.VerificationSuite"
-DEEQU_COORDINATE = "com.amazon.deequ:deequ:2.0.21-spark-3.5"
+DEEQU_COORDINATE = DEEQU
 MISSING_JAR = (f"engine deequ needs the Deequ jar ({DEEQU_COORDINATE}) on the classpath: "
                f"run jars/fetch.sh deequ (into jars/, picked up by every job), or add "
                f"--packages {DEEQU_COORDINATE} to spark-submit (profile key spark.packages); "

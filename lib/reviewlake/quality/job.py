@@ -115,12 +115,19 @@ def failing_values(df: DataFrame, suite: Suite, outcomes: list[ConstraintOutcome
                    examples: int = 5) -> dict[int, dict[str, Any]]:
     """For each failed constraint (by index in ``outcomes``): which values or rows broke it.
     Small, bounded queries, run only for failed constraints."""
-    constraints = {(check.name, c.name): c for check in suite.checks for c in check.constraints}
+    # By position within each check: both engines give one outcome per suite constraint, in
+    # the suite's order, whatever the engine calls it (Deequ 2.x prints
+    # Completeness(a,None,None), its 1.x Completeness(a,None)).
+    constraints = {(check.name, i): c for check in suite.checks
+                   for i, c in enumerate(check.constraints)}
+    position: dict[str, int] = {}
     out: dict[int, dict[str, Any]] = {}
     for i, o in enumerate(outcomes):
+        k = position.get(o.check, 0)
+        position[o.check] = k + 1
         if o.status == "Success":
             continue
-        c = constraints.get((o.check, o.constraint))
+        c = constraints.get((o.check, k))
         if c is None:
             continue
         try:
@@ -225,7 +232,7 @@ def run_quality(spark: SparkSession, lake: str, qdir: str,
                               "status": outcome.status, "message": outcome.message})
 
     t_fail = time.perf_counter()
-    details = failing_values(df, suite, outcomes, options.examples)
+    details = failing_values(df, suite, result.outcomes, options.examples)
     timings = dict(result.timings)
     timings["failing_values"] = round(time.perf_counter() - t_fail, 3)
 

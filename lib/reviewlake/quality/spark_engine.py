@@ -63,9 +63,11 @@ log = logging.getLogger(__name__)
 HLL_RELATIVE_SD = 0.05          # Spark's HLL++ at this error uses p = 9, Deequ's precision
 COLLECT_HISTOGRAM_BELOW = 900   # approx. distinct values under which a histogram is collected
                                 # in the grouping job itself (HLL's error stays below 1000)
-# Deequ's DataType analyzer patterns (matched against the whole value).
-FRACTIONAL_RE = r"^(-|\+)? ?\d*\.\d*\z"
-INTEGRAL_RE = r"^(-|\+)? ?\d*\z"
+# Deequ 2.x's DataType analyzer patterns (StatefulDataType; matched against the whole value):
+# "1e5" and "1.5" are Fractional, "+4" Integral, "" "0." ".5" String. (Deequ 1.x took
+# "\d*\.\d*" and "\d*", so "" was Integral and "1e5" String.)
+FRACTIONAL_RE = r"^(-|\+)? ?\d+((\.\d+)|((?:\.\d+)?[Ee][-+]?\d+))\z"
+INTEGRAL_RE = r"^(-|\+)? ?\d+\z"
 BOOLEAN_RE = r"^(true|false)\z"
 TYPE_CODES = {1: "Fractional", 2: "Integral", 3: "Boolean", 4: "String"}
 # Word-count buckets of the review-length distribution: 5-word steps up to 100, then wider.
@@ -212,7 +214,18 @@ def _scan_reader(a: Analyzer, aggs: _Aggregations,
         return single(aggs.add(f"stddev_pop({c})", lambda: F.stddev_pop(col(c))))
     if kind == "Correlation":
         x, y = a.columns
-        return single(aggs.add(f"corr({x},{y})", lambda: F.corr(col(x), col(y))))
+        corr = aggs.add(f"corr({x},{y})", lambda: F.corr(col(x), col(y)))
+        pairs = aggs.add(f"pairs({x},{y})", lambda: F.count(
+            F.when(col(x).isNotNull() & col(y).isNotNull(), 1)))
+
+        def read_corr(row: dict) -> MetricValue:
+            # Spark's corr is null where a variance is 0; Deequ's state divides: NaN. Only no
+            # rows with both values is Deequ's empty state.
+            if row[corr] is None:
+                return (MetricValue(a, math.nan) if row[pairs]
+                        else MetricValue(a, error=empty_state_message(a)))
+            return MetricValue(a, float(row[corr]))
+        return read_corr
     if kind == "ApproxCountDistinct":
         return single(aggs.hll(c))
     if kind == "ApproxQuantiles":
@@ -236,7 +249,7 @@ def _type_bit(c: str) -> Column:
     boolean skip the regular expressions (same result, far cheaper on free text)."""
     v = col(c)
     first = F.substring(v, 1, 1)
-    may_be_typed = (first.isin("-", "+", " ", ".", "t", "f", *"0123456789")) | (v == "")
+    may_be_typed = first.isin("-", "+", " ", "t", "f", *"0123456789")
     return (F.when(v.isNull(), 1)
             .when(~may_be_typed, 16)
             .when(v.rlike(FRACTIONAL_RE), 2)

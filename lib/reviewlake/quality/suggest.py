@@ -183,12 +183,62 @@ def _sql_values(values: list[str]) -> str:
     return ", ".join("'" + v.replace("'", "''") + "'" for v in values)
 
 
+def escape_java(s: str) -> str:
+    """commons-lang3 StringEscapeUtils.escapeJava, which Deequ applies to suggested values."""
+    out = []
+    for ch in s:
+        o = ord(ch)
+        if ch in ('"', "\\"):
+            out.append("\\" + ch)
+        elif ch in _JAVA_CONTROL:
+            out.append(_JAVA_CONTROL[ch])
+        elif o < 32 or o > 0x7f:
+            units = [o] if o <= 0xFFFF else [0xD800 + ((o - 0x10000) >> 10),
+                                               0xDC00 + ((o - 0x10000) & 0x3FF)]
+            out.extend(f"\\u{u:04X}" for u in units)
+        else:
+            out.append(ch)
+    return "".join(out)
+
+
+_JAVA_CONTROL = {"\b": "\\b", "\n": "\\n", "\t": "\\t", "\f": "\\f", "\r": "\\r"}
+
+
 def _code_values(values: list[str]) -> str:
-    return ", ".join(json.dumps(v) for v in values)
+    return ", ".join('"' + escape_java(v) + '"' for v in values)
 
 
-def _categories(h: Distribution) -> list[tuple[str, int, float]]:
-    return [v for v in h.values if v[0] != NULL_VALUE]
+def _java_string_hash(s: str) -> int:
+    h = 0
+    data = s.encode("utf-16-le", "surrogatepass")
+    for i in range(0, len(data), 2):
+        h = (31 * h + (data[i] | data[i + 1] << 8)) & 0xFFFFFFFF
+    return h
+
+
+def _scala_hash_order(key: str) -> tuple[int, ...]:
+    """Where Scala 2.12's immutable HashMap puts a key: the improved String hash, read five
+    bits at a time from the lowest (the trie's levels)."""
+    h = _java_string_hash(key)
+    h = (h + (~(h << 9) & 0xFFFFFFFF)) & 0xFFFFFFFF
+    h ^= h >> 14
+    h = (h + (h << 4)) & 0xFFFFFFFF
+    h ^= h >> 10
+    return tuple((h >> shift) & 31 for shift in range(0, 35, 5))
+
+
+def scala_map_order(items: list[tuple[str, int, float]]) -> list[tuple[str, int, float]]:
+    """The iteration order of a Scala immutable Map built from ``items`` (in that order):
+    insertion order up to 4 entries (Map1..Map4), hash-trie order above. Deequ's suggestion
+    rules sort a histogram Map stably by count, so ties come out in this order (reversed)."""
+    if len(items) <= 4:
+        return list(items)
+    return sorted(items, key=lambda v: _scala_hash_order(v[0]))
+
+
+def _by_popularity(items: list[tuple[str, int, float]]) -> list[tuple[str, int, float]]:
+    """Deequ's categorySorter: a stable sort by absolute count, reversed."""
+    return list(reversed(sorted(items, key=lambda v: v[1])))
 
 
 def _unique_value_ratio(h: Distribution) -> float:
@@ -198,12 +248,20 @@ def _unique_value_ratio(h: Distribution) -> float:
 
 
 def _top_for_coverage(h: Distribution, coverage: float) -> list[tuple[str, int, float]]:
+    """Deequ's getTopCategoriesForFractionalDataCoverage: values by ratio (stable sort of the
+    Map's order, reversed) until they cover ``coverage``; kept in a Map again."""
     out, covered = [], 0.0
-    for item in sorted(h.values, key=lambda v: (-v[2], v[0])):
+    for item in reversed(sorted(scala_map_order(_insertion_order(h)), key=lambda v: v[2])):
         if covered < coverage:
             covered += item[2]
             out.append(item)
-    return out
+    return scala_map_order(out)
+
+
+def _insertion_order(h: Distribution) -> list[tuple[str, int, float]]:
+    """The order the histogram's rows reach Deequ's Map: by count, most frequent first (ties
+    by value here; Spark's order for ties is not defined, and matters only up to 4 values)."""
+    return sorted(h.values, key=lambda v: (-v[1], v[0]))
 
 
 def suggest(profiles: dict[str, ColumnProfile], n_rows: int,
@@ -235,22 +293,22 @@ def _apply(rule: str, p: ColumnProfile, n: int, opts: SuggestionOptions) -> Sugg
     if rule == "RetainType" and p.inferred and p.data_type in ("Integral", "Fractional",
                                                                 "Boolean"):
         return Suggestion(c, f"'{c}' has type {p.data_type}", "RetainTypeRule",
-                          f'.hasDataType("{c}", ConstrainableDataTypes.{p.data_type}, '
-                          f'lambda x: x >= {java_double(p.completeness)})',
+                          f'.hasDataType("{c}", ConstrainableDataTypes.{p.data_type})',
                           f"DataType: {p.data_type}")
     h = p.histogram
     if rule == "CategoricalRange" and h is not None and p.data_type in ("String", "Integral") \
             and _unique_value_ratio(h) <= 0.1:
-        values = [v for v, _, _ in sorted(_categories(h), key=lambda v: (-v[1], v[0]))]
+        values = [v for v, _, _ in _by_popularity(
+            [x for x in scala_map_order(_insertion_order(h)) if x[0] != NULL_VALUE])]
         return Suggestion(c, f"'{c}' has value range {_sql_values(values)}",
                           "CategoricalRangeRule",
                           f'.isContainedIn("{c}", [{_code_values(values)}])', "Compliance: 1")
-    if rule == "FractionalCategoricalRange" and h is not None and p.data_type == "String":
+    if rule == "FractionalCategoricalRange" and h is not None \
+            and p.data_type in ("String", "Integral"):
         top = _top_for_coverage(h, opts.fractional_coverage)
         covered = sum(r for _, _, r in top)
         if _unique_value_ratio(h) <= 0.4 and covered < 1:
-            values = [v for v, _, _ in sorted(top, key=lambda v: (-v[1], v[0]))
-                      if v != NULL_VALUE]
+            values = [v for v, _, _ in _by_popularity([x for x in top if x[0] != NULL_VALUE])]
             target = lower_bound(covered, n, opts.interval)
             t = java_double(target)
             return Suggestion(

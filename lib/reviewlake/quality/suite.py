@@ -46,6 +46,10 @@ _ONE_COLUMN = ("Completeness", "Mean", "Minimum", "Maximum", "Sum", "StandardDev
                "ApproxCountDistinct", "Entropy", "Histogram", "ApproxQuantiles")
 _TWO_COLUMNS = ("Correlation", "MutualInformation")
 _COLUMN_SETS = ("Uniqueness", "Distinctness", "UniqueValueRatio", "CountDistinct")
+# Analyzers that Deequ 2.x gave an ``analyzerOptions`` field (null handling, filtered rows):
+# it shows in their constraint names as a third field (checked against the jar in
+# tests/test_quality_engines.py, for every analyzer a check can name).
+_WITH_OPTIONS = ("Completeness", "Uniqueness", "Minimum", "Maximum", "Compliance")
 
 
 @dataclass(frozen=True)
@@ -70,11 +74,12 @@ class Analyzer:
 
     @property
     def entity(self) -> str:
-        """Deequ's Entity of the metric (its enum really spells the third one 'Mutlicolumn')."""
+        """Deequ's Entity of the metric (Deequ 1.x spelled the third one 'Mutlicolumn'; 2.x,
+        which the platform runs, 'Multicolumn')."""
         if self.kind == "Size":
             return "Dataset"
         if self.kind in _TWO_COLUMNS or len(self.columns) > 1:
-            return "Mutlicolumn"
+            return "Multicolumn"
         return "Column"
 
     @property
@@ -86,21 +91,25 @@ class Analyzer:
         return ",".join(self.columns)
 
     def deequ_repr(self) -> str:
-        """How Deequ prints the analyzer inside a constraint name (``Completeness(a,None)``)."""
+        """How Deequ 2.x prints the analyzer inside a constraint name: its case-class fields,
+        ``where`` and, for the analyzers that have them, ``analyzerOptions`` (``None``), e.g.
+        ``Completeness(a,None,None)``, ``Mean(a,None)``,
+        ``Compliance(a is non-negative,COALESCE(CAST(a AS DOUBLE), 0.0) >= 0,None,List(a),None)``."""
         if self.kind == "Size":
             return "Size(None)"
         if self.kind == "Compliance":
-            return f"Compliance({self.instance},{self.predicate},None)"
-        if self.kind in _COLUMN_SETS:
-            return f"{self.kind}(List({', '.join(self.columns)}),None)"
-        if self.kind == "MutualInformation":
-            return f"MutualInformation(List({', '.join(self.columns)}),None)"
+            return (f"Compliance({self.instance},{self.predicate},None,"
+                    f"List({', '.join(self.columns)}),None)")
+        if self.kind in _COLUMN_SETS or self.kind == "MutualInformation":
+            options = ",None" if self.kind in _WITH_OPTIONS else ""
+            return f"{self.kind}(List({', '.join(self.columns)}),None{options})"
         if self.kind == "Correlation":
             return f"Correlation({self.columns[0]},{self.columns[1]},None)"
         if self.kind == "ApproxQuantiles":
             qs = ", ".join(str(q) for q in self.quantiles)
             return f"ApproxQuantiles({self.column},List({qs}),{self.relative_error})"
-        return f"{self.kind}({self.column},None)"
+        options = ",None" if self.kind in _WITH_OPTIONS else ""
+        return f"{self.kind}({self.column},None{options})"
 
     def describe(self) -> str:
         """Short human form: ``Completeness(review_id)``."""
@@ -535,8 +544,9 @@ class _Parser:
                               (("columns", cols),))
         if method == "isNonNegative":
             col = self.column_name(need("column"), where)
-            analyzer = Analyzer("Compliance", instance=f"{col} is non-negative",
-                                predicate=f"COALESCE({col}, 0.0) >= 0")
+            # Deequ's own predicate (the CAST makes it work on numeric strings too)
+            analyzer = Analyzer("Compliance", (col,), instance=f"{col} is non-negative",
+                                predicate=f"COALESCE(CAST({col} AS DOUBLE), 0.0) >= 0")
             return Constraint(method, analyzer, assertion(IS_ONE), hint, (("column", col),))
         if method == "isContainedIn":
             col = self.column_name(need("column"), where)
@@ -545,8 +555,12 @@ class _Parser:
                        for v in values):
                 raise self.fail(f"{where}.values", "allowed values must be strings or numbers")
             values = tuple(str(v) for v in values)
-            quoted = ",".join("'" + v.replace("'", "''") + "'" for v in values)
-            analyzer = Analyzer("Compliance", instance=f"{col} contained in {','.join(values)}",
+            # Spark SQL string literals take backslash escapes: a quote is \' (Deequ's escape);
+            # '' would be read as two adjacent literals (Men''s -> Mens).
+            quoted = ",".join("'" + v.replace("\\", "\\\\").replace("'", "\\'") + "'"
+                              for v in values)
+            analyzer = Analyzer("Compliance", (col,),
+                                instance=f"{col} contained in {','.join(values)}",
                                 predicate=f"`{col}` IS NULL OR `{col}` IN ({quoted})")
             return Constraint(method, analyzer, assertion(IS_ONE), hint,
                               (("column", col), ("values", values)))
