@@ -216,3 +216,40 @@ def test_ingest_from_and_to_s3a(spark, s3a, tmp_path):
     assert not any(k.startswith(("lake/_staging/", "lake/_commit")) for k in keys)
     again = run_ingest(spark, ["s3a://lake-test/raw/*.tsv.gz"], "s3a://lake-test/lake")
     assert spark.read.parquet("s3a://lake-test/lake/reviews").count() == again["rows_written"]
+
+
+@pytest.mark.parametrize("gz", [False, True])
+def test_crlf_and_bom_file_is_ingested_like_its_lf_twin(spark, tmp_path, gz):
+    """A Windows export: CRLF line ends and a UTF-8 BOM before the header. The CR of CRLF is
+    part of the terminator and the BOM is not part of the first field; a CR inside a line is
+    still quarantined (and the quarantine keeps the line exactly as read)."""
+    import gzip as gzip_mod
+
+    generate(rows=300, output=tmp_path / "gen", seed=3, defects=False, files=1)
+    lf = next((tmp_path / "gen").glob("*.tsv")).read_bytes()
+    lines = lf.split(b"\n")
+    assert lines[-1] == b"" and b"\r" not in lf
+    broken = lines[5].replace(b"\t", b"\tin\rside", 1)         # a CR inside a line
+    twin = lines[:5] + [broken] + lines[6:]
+    crlf = b"\xef\xbb\xbf" + b"\r\n".join(twin[:-1]) + b"\r\n"
+    lf_twin = b"\n".join(twin)
+    for name, data in (("lf", lf_twin), ("crlf", crlf)):
+        d = tmp_path / name
+        d.mkdir()
+        target = d / ("reviews.tsv.gz" if gz else "reviews.tsv")
+        target.write_bytes(gzip_mod.compress(data) if gz else data)
+    a = run_ingest(spark, [str(tmp_path / "lf")], str(tmp_path / "lake_lf"))
+    b = run_ingest(spark, [str(tmp_path / "crlf")], str(tmp_path / "lake_crlf"))
+    assert (b["rows_read"], b["rows_written"], b["rows_quarantined"], b["headers"]) == \
+        (a["rows_read"], a["rows_written"], a["rows_quarantined"], a["headers"]) == (300, 299, 1, 1)
+    assert b["by_reason"] == {"carriage_return": 1}
+
+    def rows(lake):
+        df = spark.read.parquet(str(lake / "reviews")).drop("source_file")
+        return sorted(tuple(r) for r in df.collect())
+    assert rows(tmp_path / "lake_crlf") == rows(tmp_path / "lake_lf")
+    marketplaces = {r[0] for r in spark.read.parquet(str(tmp_path / "lake_crlf" / "reviews"))
+                    .select("marketplace").distinct().collect()}
+    assert marketplaces <= {"US", "UK", "DE", "JP", "FR"}       # no BOM, no CR in any field
+    q = read_quarantine(spark, str(tmp_path / "lake_crlf" / "_quarantine")).collect()
+    assert len(q) == 1 and q[0].line_number == 6 and bytes(q[0].raw_bytes) == broken + b"\r"

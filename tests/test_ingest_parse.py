@@ -34,7 +34,8 @@ CASES = [
     (good("R12", date="31/08/2015"), "bad_date"),
     (good("R13", body="caf\udcff au lait"), "invalid_utf8"),
     (good("R14", body="stray\rreturn"), "carriage_return"),
-    (good("R15") + "\r", "carriage_return"),                           # CRLF line ending
+    (good("R15") + "\r", None),            # CRLF line ending: the CR is part of the terminator
+    (good("R22", body="two\r") + "\r", "carriage_return"),             # ...one CR only
     (good("R16", stars=" 5"), "bad_integer"),
     (good("R17", helpful="+3"), "bad_integer"),
     (good("R18", total="007"), "bad_integer"),

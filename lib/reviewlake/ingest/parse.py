@@ -1,7 +1,11 @@
 """Parsing the public TSV layout into typed rows, entirely in the JVM (no Python UDFs).
 
 Every line of every input file is read once as text (line separator ``\\n`` only, so a
-carriage return stays visible inside its line). Each line is either
+carriage return stays visible inside its line). Files exported on Windows end their lines with
+CRLF and may start with a UTF-8 byte-order mark: the CR just before the ``\\n`` is part of the
+line terminator, and a U+FEFF opening a line of a file's first split is the byte-order mark;
+neither is part of any field (the quarantine keeps the line as read, CR and all). A CR
+anywhere else in a line is the ``carriage_return`` defect. Each line is either
 
 * the header (exactly the 15 column names): not a data row;
 * a good row: 15 fields, integers where integers belong, ``yyyy-MM-dd`` dates (empty fields
@@ -25,7 +29,8 @@ REASONS = ("empty_line", "invalid_utf8", "carriage_return", "too_few_fields",
            "too_many_fields", "bad_integer", "bad_date")
 
 # Internal columns carried from the scan (underscored: they never reach the lake).
-LINE = "_line"
+LINE = "_line"        # the line as read (what the quarantine keeps)
+TEXT = "_text"        # the line without its CRLF's CR and a leading byte-order mark
 FILE = "_file"
 SPLIT_START = "_split_start"
 ROW_ID = "_row_id"
@@ -43,13 +48,22 @@ def read_lines(spark: SparkSession, paths: list[str]) -> DataFrame:
     :func:`split_line_counts`).
     """
     text = spark.read.option("lineSep", "\n").text(paths)
+    value = F.col("value")
+    start = F.input_file_block_start()
+    # CRLF: one CR right before the LF belongs to the terminator. A BOM can only open the
+    # file, whose first line is in the split starting at byte 0.
+    no_cr = F.when(value.endswith("\r"), value.substr(F.lit(1), F.length(value) - 1)) \
+        .otherwise(value)
+    cleaned = F.when((start == 0) & no_cr.startswith("\ufeff"),
+                     no_cr.substr(F.lit(2), F.length(no_cr))).otherwise(no_cr)
     # The split lives in the same projection as the (non-deterministic) row id, so the
     # optimizer cannot push filters below it and re-split the line in every predicate.
     return text.select(
-        F.col("value").alias(LINE),
-        F.split(F.col("value"), "\t", -1).alias(FIELDS),
+        value.alias(LINE),
+        cleaned.alias(TEXT),
+        F.split(cleaned, "\t", -1).alias(FIELDS),
         F.input_file_name().alias(FILE),
-        F.input_file_block_start().alias(SPLIT_START),
+        start.alias(SPLIT_START),
         F.monotonically_increasing_id().alias(ROW_ID),
     )
 
@@ -91,7 +105,7 @@ def classify(lines: DataFrame) -> DataFrame:
     ``_reason`` is null for good rows and headers. Internal columns of ``lines`` are kept.
     """
     values = _typed_values()
-    line = F.col(LINE)
+    line = F.col(TEXT)
     flags: dict[str, Column] = {
         "_f_empty": line == "",
         # The split decodes the line and re-encodes each field, turning invalid bytes into
@@ -119,7 +133,7 @@ def classify(lines: DataFrame) -> DataFrame:
         what = "not an integer" if kind == "int" else "not a yyyy-MM-dd date"
         checks.append((flag, "bad_integer" if kind == "int" else "bad_date", f"{name} {what}", i))
 
-    keep = [c for c in lines.columns if c != FIELDS]
+    keep = [c for c in lines.columns if c not in (FIELDS, TEXT)]
     df = lines.select(*keep, FIELDS, *[v.alias(k) for k, v in values.items()],
                       *[v.alias(k) for k, v in flags.items()])
 
