@@ -22,6 +22,9 @@ def register(sub) -> None:
                    help="tokens per example, [CLS] and [SEP] included (default: 64)")
     p.add_argument("--split", metavar="TRAIN,VALIDATION,TEST",
                    help="fractions per star rating (default: 0.90,0.05,0.05)")
+    p.add_argument("--clean-text", action=argparse.BooleanOptionalAction, default=None,
+                   help="clean markup (tags, HTML entities, control characters, runs of "
+                        "whitespace) before tokenizing (default: on)")
     p.add_argument("--balance", action=argparse.BooleanOptionalAction, default=None,
                    help="undersample every star rating to the smallest class (default: on)")
     tok = p.add_mutually_exclusive_group()
@@ -58,6 +61,7 @@ def cmd_prepare(args: argparse.Namespace) -> int:
         "prepare.input": args.input, "data.features": args.output,
         "prepare.max_seq_length": args.max_seq_length, "prepare.split": args.split,
         "prepare.balance": args.balance, "prepare.tokenizer": args.tokenizer,
+        "prepare.clean_text": args.clean_text,
         "prepare.vocab_size": args.vocab_size, "prepare.categories": args.categories,
         "prepare.seed": args.seed, "prepare.compression": args.compression,
         "prepare.writer": args.writer,
@@ -95,6 +99,7 @@ def options_from(cfg) -> tuple[str, str, Any]:
         max_seq_length=_int(pc.get("max_seq_length", 64), "--max-seq-length"),
         split=pc.get("split", (0.90, 0.05, 0.05)),
         balance=bool(pc.get("balance", True)),
+        clean_text=bool(pc.get("clean_text", True)),
         tokenizer=tokenizer or None,
         vocab_size=_int(pc.get("vocab_size", 30522), "--vocab-size"),
         tokenizer_sample_rows=_int(pc.get("tokenizer_sample_rows", 200_000),

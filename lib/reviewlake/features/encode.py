@@ -143,42 +143,65 @@ ENCODED_DDL = "input_ids array<int>, input_mask array<int>, n_tokens int"
 ENCODED_COLUMNS = ("input_ids", "input_mask", "n_tokens")
 
 
-def encode_batches(batches: Iterator, text_column: str, encoder: Callable[[], Encoder]) -> Iterator:
-    """Arrow record batches -> the same batches without the text column, plus the features."""
+CLEANING_COLUMNS = ("text_changed", "tokens_saved")
+
+
+def encode_batches(batches: Iterator, text_column: str, encoder: Callable[[], Encoder],
+                   clean: bool = False) -> Iterator:
+    """Arrow record batches -> the same batches without the text column, plus the features.
+    With ``clean``, texts go through :func:`..textclean.clean_texts` first and two more
+    columns say whether each changed and how many tokens (of the full, untruncated count)
+    cleaning saved it."""
     import pyarrow as pa
+
+    from .textclean import clean_texts
 
     for batch in batches:
         enc = encoder()
         names = batch.schema.names
         text_at = names.index(text_column)
-        ids, mask, n_tokens = enc.encode(batch.column(text_at).to_pylist())
+        texts = batch.column(text_at).to_pylist()
+        if clean:
+            raw, (texts, changed) = texts, clean_texts(texts)
+        ids, mask, n_tokens = enc.encode(texts)
         rows, length = ids.shape
         offsets = pa.array(np.arange(0, rows * length + 1, length, dtype=np.int32))
         columns = [batch.column(i) for i in range(len(names)) if i != text_at]
         columns += [pa.ListArray.from_arrays(offsets, pa.array(ids.reshape(-1))),
                     pa.ListArray.from_arrays(offsets, pa.array(mask.reshape(-1))),
                     pa.array(n_tokens)]
-        yield pa.RecordBatch.from_arrays(
-            columns, names=[n for n in names if n != text_column] + list(ENCODED_COLUMNS))
+        out_names = [n for n in names if n != text_column] + list(ENCODED_COLUMNS)
+        if clean:
+            saved = np.zeros(rows, dtype=np.int32)
+            at = np.flatnonzero(changed)
+            if at.size:   # only the changed texts are tokenized a second time, raw
+                saved[at] = enc.encode([raw[i] for i in at])[2] - n_tokens[at]
+            columns += [pa.array(changed), pa.array(saved)]
+            out_names += list(CLEANING_COLUMNS)
+        yield pa.RecordBatch.from_arrays(columns, names=out_names)
 
 
 def encode_frame(df, text_column: str, tokenizer_json: str, key: str, max_seq_length: int,
-                 pad_id: int, sep_id: int):
-    """``df`` with ``text_column`` replaced by input_ids, input_mask and n_tokens
-    (mapInArrow); returns (DataFrame, the broadcast to release when the job is done)."""
-    from pyspark.sql.types import ArrayType, IntegerType, StructField, StructType
+                 pad_id: int, sep_id: int, clean: bool = False):
+    """``df`` with ``text_column`` replaced by input_ids, input_mask and n_tokens (and, with
+    ``clean``, text_changed and tokens_saved) (mapInArrow); returns (DataFrame, the broadcast
+    to release when the job is done)."""
+    from pyspark.sql.types import (ArrayType, BooleanType, IntegerType, StructField,
+                                   StructType)
 
     broadcast = df.sparkSession.sparkContext.broadcast(tokenizer_json)
     schema = StructType([f for f in df.schema.fields if f.name != text_column] + [
         StructField("input_ids", ArrayType(IntegerType(), True), True),
         StructField("input_mask", ArrayType(IntegerType(), True), True),
-        StructField("n_tokens", IntegerType(), True)])
+        StructField("n_tokens", IntegerType(), True)] + ([
+            StructField("text_changed", BooleanType(), True),
+            StructField("tokens_saved", IntegerType(), True)] if clean else []))
 
     def encoder() -> Encoder:
         return cached_encoder(key, max_seq_length, pad_id, sep_id, lambda: broadcast.value)
 
     def encode_partition(batches):
-        return encode_batches(batches, text_column, encoder)
+        return encode_batches(batches, text_column, encoder, clean)
 
     return df.mapInArrow(encode_partition, schema), broadcast
 

@@ -46,6 +46,7 @@ from ..errors import UserError
 from ..fs import HadoopFS, is_remote, join, qualify
 from ..schema import ID_COLUMN, LABEL_COLUMN, PARTITION_COLUMN, STAR_RATINGS, TEXT_COLUMN
 from . import encode as E
+from .textclean import clean_texts
 from . import splits as S
 from . import tfrecord as T
 from . import tokenizer as TK
@@ -84,6 +85,7 @@ class PrepareOptions:
     writer: str = "auto"
     records_per_file: int = 200_000
     min_files: int = 2
+    clean_text: bool = True
 
     def validate(self) -> None:
         self.split = S.parse_fractions(self.split)
@@ -162,19 +164,41 @@ def tokenizer_sample(assigned: DataFrame, rows: int, seed: int, train_count: int
     return [r[TEXT_COLUMN] for r in picked]
 
 
-def features_frame(assigned: DataFrame, tinfo: TK.TokenizerInfo,
-                   max_seq_length: int) -> tuple[DataFrame, Any]:
+def features_frame(assigned: DataFrame, tinfo: TK.TokenizerInfo, max_seq_length: int,
+                   clean_text: bool = False,
+                   cleaning: Observation | None = None) -> tuple[DataFrame, Any]:
     """Kept rows -> the feature rows (Parquet schema of FEATURES/parquet); plus the
-    tokenizer's broadcast, to release once the features are written."""
+    tokenizer's broadcast, to release once the features are written. With ``clean_text`` the
+    texts are cleaned first and ``cleaning`` observes how many changed, how many tokens that
+    saved and how many it left empty."""
     rows = assigned.select(
         ID_COLUMN, PARTITION_COLUMN, S.SPLIT,
         (F.col(LABEL_COLUMN) - LABEL_OFFSET).cast("int").alias("label_ids"), TEXT_COLUMN)
     encoded, broadcast = E.encode_frame(rows, TEXT_COLUMN, tinfo.backend_json, tinfo.key,
-                                        max_seq_length, tinfo.pad_id, tinfo.sep_id)
+                                        max_seq_length, tinfo.pad_id, tinfo.sep_id,
+                                        clean=clean_text)
+    if clean_text and cleaning is not None:
+        encoded = encoded.observe(
+            cleaning, F.sum(F.col("text_changed").cast("long")).alias("reviews_changed"),
+            F.sum(F.col("tokens_saved").cast("long")).alias("tokens_saved"),
+            F.sum((F.col("text_changed") & (F.col("n_tokens") <= 2)).cast("long"))
+            .alias("reviews_emptied"))
     return encoded.select(
         ID_COLUMN, PARTITION_COLUMN, "label_ids", "input_ids", "input_mask",
         F.array_repeat(F.lit(0), max_seq_length).alias("segment_ids"), "n_tokens",
         S.SPLIT), broadcast
+
+
+def _cleaning_meta(enabled: bool, cleaning: Observation) -> dict[str, Any]:
+    """What prepare.clean_text did (counts over the kept reviews)."""
+    if not enabled:
+        return {"enabled": False}
+    got = cleaning.get
+    return {"enabled": True, "steps": ["tags to spaces", "HTML entities unescaped",
+                                       "control characters removed", "whitespace collapsed"],
+            "reviews_changed": int(got.get("reviews_changed") or 0),
+            "tokens_saved": int(got.get("tokens_saved") or 0),
+            "reviews_emptied": int(got.get("reviews_emptied") or 0)}
 
 
 def token_profile(features: DataFrame, max_seq_length: int) -> dict[str, Any]:
@@ -269,6 +293,8 @@ def run_prepare(spark: SparkSession, lake: str, output: str,
         tinfo = TK.info(tok, "pretrained", opts.tokenizer)
     else:
         texts = tokenizer_sample(assigned, int(opts.tokenizer_sample_rows), opts.seed, train_total)
+        if opts.clean_text:   # the vocabulary is learnt from the text the model will see
+            texts = clean_texts(texts)[0]
         tok = TK.train_wordpiece(texts, int(opts.vocab_size))
         TK.check_bert_like(tok, opts.max_seq_length, "the trained tokenizer")
         tinfo = TK.info(tok, "trained-wordpiece", None,
@@ -280,7 +306,9 @@ def run_prepare(spark: SparkSession, lake: str, output: str,
 
     # 4. features -> Parquet
     parquet_dir = join(stage, PARQUET)
-    encoded, broadcast = features_frame(assigned, tinfo, opts.max_seq_length)
+    cleaning = Observation(f"prepare-cleaning-{run_id}")
+    encoded, broadcast = features_frame(assigned, tinfo, opts.max_seq_length,
+                                        bool(opts.clean_text), cleaning)
     try:
         encoded.write.mode("overwrite").partitionBy(S.SPLIT).parquet(parquet_dir)
     finally:
@@ -352,6 +380,7 @@ def run_prepare(spark: SparkSession, lake: str, output: str,
         "splits": splits_meta,
         "tokenizer": tinfo.meta(TOKENIZER),
         "token_lengths": profile,
+        "text_cleaning": _cleaning_meta(opts.clean_text, cleaning),
         "parquet": {"path": PARQUET, "partitioned_by": S.SPLIT,
                     "columns": ["review_id", "product_category", "label_ids", "input_ids",
                                 "input_mask", "segment_ids", "n_tokens"]},
