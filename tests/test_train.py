@@ -63,6 +63,26 @@ def test_two_processes_train_and_agree(trained):
 
 
 @pytest.mark.slow
+def test_a_baseline_stands_beside_the_model(trained):
+    """MLlib hashing TF-IDF + multinomial LR on the same splits: in metrics.json, the summary
+    line and the report; the model is flagged when it does not beat it."""
+    out, proc = trained
+    m = json.loads((out / "metrics.json").read_text())
+    b = m["baseline"]
+    assert "logistic regression" in b["model"] and b["test"]["count"] == m["test"]["count"]
+    assert b["train"]["count"] > b["test"]["count"] > 0 and 0.2 < b["test"]["accuracy"] <= 1
+    assert m["beats_baseline"] == (m["test"]["accuracy"] > b["test"]["accuracy"])
+    assert f"baseline {b['test']['accuracy']:.2f}" in proc.stdout
+    assert "baseline (" in (out / "classification_report.txt").read_text()
+    from reviewlake.train.baseline import attach
+    from reviewlake.train.cli import summary
+
+    worse = attach(dict(m, test=dict(m["test"], accuracy=0.1)), b)
+    assert worse["beats_baseline"] is False
+    assert "does not beat its baseline" in summary(dict(worse, output=str(out)))
+
+
+@pytest.mark.slow
 def test_learns_the_generated_reviews(trained):
     out, _ = trained
     m = json.loads((out / "metrics.json").read_text())

@@ -56,7 +56,7 @@ def register(sub) -> None:
 def spec_from_config(cfg, allow_s3: bool = False) -> TrainSpec:
     """With ``allow_s3`` (the Spark launcher) input and output may be S3 prefixes."""
     section = dict(cfg.section("train"))
-    for key in ("np", "hosts", "launcher", "controller"):
+    for key in ("np", "hosts", "launcher", "controller", "baseline", "baseline_options"):
         section.pop(key, None)
     section["input"] = cfg.get("data.features")
     section["output"] = cfg.get("data.model")
@@ -118,7 +118,30 @@ def run(cfg, spark=None) -> dict:
     if not in_s3:  # with S3 the metrics come back from rank 0 (run_spark)
         with open(os.path.join(spec.output, "metrics.json"), encoding="utf-8") as fh:
             metrics = json.load(fh)
+        if cfg.get("train.baseline", True):
+            metrics = with_baseline(cfg, spark, spec, metrics)
     metrics["output"] = spec.output
+    return metrics
+
+
+def with_baseline(cfg, spark, spec, metrics: dict) -> dict:
+    """Fit the MLlib baseline on the same splits; metrics.json and the report show both."""
+    from ..session import get_spark
+    from .baseline import attach, fit_baseline
+    from .meta import load_features
+
+    features = load_features(spec.input)
+    baseline = fit_baseline(spark or get_spark(cfg, "train-baseline"), spec.input,
+                            features.meta, cfg.get("train.baseline_options") or None)
+    metrics = attach(metrics, baseline)
+    with open(os.path.join(spec.output, "metrics.json"), "w", encoding="utf-8") as fh:
+        json.dump(metrics, fh, indent=2)
+    report = os.path.join(spec.output, "classification_report.txt")
+    if os.path.exists(report):
+        with open(report, "a", encoding="utf-8") as fh:
+            fh.write(f"\nbaseline ({baseline['model']}): test accuracy "
+                     f"{baseline['test']['accuracy']:.4f} on {baseline['test']['count']} "
+                     f"reviews{'' if metrics['beats_baseline'] else '; THE MODEL DOES NOT BEAT IT'}\n")
     return metrics
 
 
@@ -130,7 +153,19 @@ def summary(m: dict) -> str:
             f"  validation loss {m['validation']['loss']:.4f}  accuracy {m['validation']['accuracy']:.4f}\n"
             f"  test       loss {m['test']['loss']:.4f}  accuracy {m['test']['accuracy']:.4f}"
             f"  ({m['test']['count']} reviews)\n"
+            + _baseline_line(m) +
             f"  model {out}/saved_model, report {out}/classification_report.txt")
+
+
+def _baseline_line(m: dict) -> str:
+    b = m.get("baseline")
+    if not b:
+        return ""
+    line = (f"  test accuracy {m['test']['accuracy']:.2f}, baseline {b['test']['accuracy']:.2f} "
+            f"({b['model']})")
+    if not m.get("beats_baseline", True):
+        line += "  WARNING: the model does not beat its baseline"
+    return line + "\n"
 
 
 def cmd_predict(args: argparse.Namespace) -> int:
