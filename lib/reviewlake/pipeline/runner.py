@@ -65,7 +65,10 @@ def _quality_gate(summary: dict) -> None:
 
 
 def _train_figures(m: dict) -> str:
-    return (f"test accuracy {m['test']['accuracy']:.3f} on {m['test']['count']} reviews, "
+    b = (m.get("baseline") or {}).get("test", {}).get("accuracy")
+    vs = "" if b is None else (f", baseline {b:.3f}" +
+                               ("" if m.get("beats_baseline", True) else " (NOT BEATEN)"))
+    return (f"test accuracy {m['test']['accuracy']:.3f} on {m['test']['count']} reviews{vs}, "
             f"{m['world_size']} processes")
 
 
