@@ -158,7 +158,8 @@ def test_two_processes_fine_tune_it_checkpoint_and_export(minilm, spark, tmp_pat
     out = tmp_path / "model"
     proc = run_cli("train", "--input", str(tmp_path / "features"), "--output", str(out),
                    "--np", "2", "--epochs", "1", "--steps-per-epoch", "4", "--batch-size", "8",
-                   "--model", str(minilm), "--freeze-bert", timeout=900)
+                   "--model", str(minilm), "--freeze-bert", "--set", "train.baseline=false",
+                   timeout=900)
     assert proc.returncode == 0, proc.stdout[-3000:] + proc.stderr[-3000:]
     m = json.loads((out / "metrics.json").read_text())
     assert m["world_size"] == 2 and m["ranks_consistent"] is True

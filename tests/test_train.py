@@ -119,7 +119,8 @@ def test_predict_command(trained):
 def test_resume_after_the_launcher_is_killed(features, tmp_path):
     out = tmp_path / "model"
     args = ["train", "--input", str(features), "--output", str(out), "--np", "2",
-            "--epochs", "3", "--batch-size", "32", "--steps-per-epoch", "60"]
+            "--epochs", "3", "--batch-size", "32", "--steps-per-epoch", "60",
+            "--set", "train.baseline=false"]   # the baseline has its own test
     proc = subprocess.Popen([str(VENV_BIN / "reviewlake"), *args], cwd=ROOT,
                             start_new_session=True, stdout=subprocess.DEVNULL,
                             stderr=subprocess.DEVNULL)
@@ -231,7 +232,7 @@ def test_spark_launcher_runs_the_same_training(features, tmp_path):
     out = tmp_path / "model"
     proc = run_cli("train", "--input", str(features), "--output", str(out), "--np", "2",
                    "--epochs", "1", "--batch-size", "32", "--steps-per-epoch", "10",
-                   "--launcher", "spark", "--master", "local[2]")
+                   "--launcher", "spark", "--master", "local[2]", "--set", "train.baseline=false")
     assert proc.returncode == 0, proc.stdout[-3000:] + proc.stderr[-3000:]
     m = json.loads((out / "metrics.json").read_text())
     assert m["world_size"] == 2 and m["ranks_consistent"]
