@@ -142,9 +142,10 @@ class HadoopFS:
     def copy_from_local(self, local: str, dst: str) -> None:
         """Copy a local file or directory (recursively) to dst (driver side).
 
-        Through FileUtil.copy (streams), not FileSystem.copyFromLocalFile: hadoop-aws 3.3.4's
-        S3A override of the latter fails on a single file ("Cannot get relative path for
-        URI:file:///..."; HADOOP-18526, fixed in 3.3.5), and pyspark 3.5 carries Hadoop 3.3.4."""
+        Through FileUtil.copy (streams), not FileSystem.copyFromLocalFile: the optimized S3A
+        copyFromLocal of Hadoop 3.3.2+ (hadoop-aws 3.3.4 here, as pyspark 3.5 carries Hadoop
+        3.3.4) fails with "Cannot get relative path for URI:file:///..." (the problem of
+        SPARK-38652 and HADOOP-19309), measured on moto's S3."""
         jvm = self._jvm
         src = self._path("file://" + os.path.abspath(local))
         jvm.org.apache.hadoop.fs.FileUtil.copy(src.getFileSystem(self._conf), src, self._fs(dst),
