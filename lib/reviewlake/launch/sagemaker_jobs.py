@@ -37,6 +37,7 @@ from typing import Any, Callable
 
 from .. import __version__
 from ..errors import UserError
+from ..train.spec import LAUNCH_OPTIONS
 from .aws import S3, Aws, aws_errors, parse_s3_uri, s3_join
 from .bundle import JOBS_DIR, build_zip, job_file, profile_name, write_profile
 from .stages import SPARK_STAGES, STAGES, stage_args, stage_files, stage_paths
@@ -50,8 +51,9 @@ CHECKPOINTS_LOCAL = "/opt/ml/checkpoints"
 TRAIN_ENTRY = "sagemaker_train.py"
 _ROLE_ARN = re.compile(r"^arn:aws[a-z-]*:iam::\d{12}:role/.+")
 # train section keys that are launcher settings, not hyperparameters of the training function
-_NOT_HYPERPARAMETERS = {"np", "hosts", "launcher", "controller", "input", "output",
-                        "checkpoint_dir", "shard", "resume"}
+# (the baseline needs Spark, which the training image has not: it is fitted by `reviewlake
+# train` and the pipeline, not by the SageMaker job)
+_NOT_HYPERPARAMETERS = {*LAUNCH_OPTIONS, "input", "output", "checkpoint_dir", "shard", "resume"}
 METRICS = [("train:loss", r" loss: ([0-9\.]+)"), ("train:accuracy", r" accuracy: ([0-9\.]+)"),
            ("validation:loss", r"val_loss: ([0-9\.]+)"),
            ("validation:accuracy", r"val_accuracy: ([0-9\.]+)"),

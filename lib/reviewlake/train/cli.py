@@ -10,7 +10,7 @@ from ..cli import add_common, load_config
 from ..errors import UserError
 from ..fs import is_remote
 from .remote import is_s3
-from .spec import TrainSpec
+from .spec import LAUNCH_OPTIONS, TrainSpec
 
 # train.<key> in the profile <- flag
 FLAGS = {
@@ -56,7 +56,7 @@ def register(sub) -> None:
 def spec_from_config(cfg, allow_s3: bool = False) -> TrainSpec:
     """With ``allow_s3`` (the Spark launcher) input and output may be S3 prefixes."""
     section = dict(cfg.section("train"))
-    for key in ("np", "hosts", "launcher", "controller", "baseline", "baseline_options"):
+    for key in LAUNCH_OPTIONS:
         section.pop(key, None)
     section["input"] = cfg.get("data.features")
     section["output"] = cfg.get("data.model")

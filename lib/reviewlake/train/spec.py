@@ -15,6 +15,11 @@ MODEL_SIZES = ("tiny", "distilbert-base")
 SHARD_MODES = ("global", "host")
 
 
+# train section keys of a profile that are not TrainSpec fields: how to launch the workers,
+# and the baseline the driver fits after them (``reviewlake train``, the pipeline)
+LAUNCH_OPTIONS = ("np", "hosts", "launcher", "controller", "baseline", "baseline_options")
+
+
 @dataclass
 class TrainSpec:
     input: str                        # FEATURES directory written by prepare
