@@ -192,5 +192,9 @@ def run_cli(*args: str, cwd: Path | None = None, timeout: int = 600,
             env: dict | None = None) -> subprocess.CompletedProcess:
     """Run the installed ``reviewlake`` console script."""
     full_env = dict(os.environ, **(env or {}))
+    # transformers sets TF_USE_LEGACY_KERAS=1 in the process that imports its TF models (the
+    # pretrained-encoder tests do); TF 2.15 then wants the tf_keras package in every child
+    if "TF_USE_LEGACY_KERAS" not in (env or {}):
+        full_env.pop("TF_USE_LEGACY_KERAS", None)
     return subprocess.run([str(VENV_BIN / "reviewlake"), *args], cwd=cwd or ROOT,
                           capture_output=True, text=True, timeout=timeout, env=full_env)

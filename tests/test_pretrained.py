@@ -24,6 +24,18 @@ QUIRKY = ["Great product!<br />Works as described &#34;5 stars&#34;",
           "supercalifragilisticexpialidocious" * 5, "", "  spaces   everywhere  "]
 
 
+@pytest.fixture(scope="module", autouse=True)
+def _keep_the_environment():
+    """transformers sets TF_USE_LEGACY_KERAS in this process when its TF models load; later
+    tests start TensorFlow processes that must not inherit it."""
+    before = os.environ.get("TF_USE_LEGACY_KERAS")
+    yield
+    if before is None:
+        os.environ.pop("TF_USE_LEGACY_KERAS", None)
+    else:
+        os.environ["TF_USE_LEGACY_KERAS"] = before
+
+
 @pytest.fixture(scope="module")
 def minilm():
     if not (MINILM / "model.safetensors").is_file():
