@@ -1,6 +1,9 @@
+import collections
 import gzip
 import json
+import re
 import statistics
+from pathlib import Path
 
 import numpy as np
 import pytest
@@ -126,3 +129,53 @@ def test_bad_arguments(tmp_path):
         generate(rows=10, output=tmp_path, files=11)
     with pytest.raises(UserError, match="needs more rows"):
         generate(rows=20, output=tmp_path, defects=True)
+
+
+def test_real_text_quirks_at_their_rates(clean, tmp_path):
+    from reviewlake.generate import quirks as Q
+
+    result, rows = clean
+    manifest = json.loads((Path(result.output) / MANIFEST_NAME).read_text())
+    assert manifest["quirks"] == Q.counts(40000)
+    bodies = [r[13] for r in rows]
+    share = lambda pred: sum(map(pred, bodies)) / len(bodies)   # noqa: E731
+    assert 0.055 <= share(lambda t: "<br" in t) <= 0.065            # ~6% of bodies
+    assert 0.025 <= share(lambda t: re.search(r"&(#\d+|[a-z]+);", t) is not None) <= 0.035
+    entities = collections.Counter(e for t in bodies for e in re.findall(r"&#?\w+;", t))
+    assert entities.most_common(1)[0][0] == "&#34;"
+    assert {"&quot;", "&lt;", "&#60;", "&reg;", "&trade;"} <= set(entities)
+    other = share(lambda t: re.search("[\u00a0\u201c\u201d\u2019\uff01\uff1f\uff0c\uff08\uff09"
+                                      "\U0001F300-\U0001FAFF\u2764\u2b50]", t) is not None)
+    assert 0.007 <= other <= 0.013                                   # ~1%
+    controls = [t for t in bodies if re.search("[\x10\x1a\x1b\x1f]", t)]
+    assert 1 <= len(controls) <= 20                                  # a few per 100k
+    assert share(lambda t: '"' in t) >= 0.015
+    assert any('"' in r[5] for r in rows) and any('"' in r[12] for r in rows)
+    assert sum(r[12] == "" for r in rows) == Q.counts(40000)["empty_headline"]
+    assert sum(r[13] == "" for r in rows) == Q.counts(40000)["empty_body"]
+    # every quirk is a well-formed row: 15 fields, no line break or tab inside a field
+    assert all(len(r) == 15 and "\r" not in "".join(r) for r in rows)
+
+
+def test_every_quirk_appears_in_a_small_sample(tmp_path):
+    from reviewlake.generate import quirks as Q
+
+    generate(rows=Q.MIN_ROWS, output=tmp_path, seed=1)
+    assert all(v >= 1 for v in json.loads((tmp_path / MANIFEST_NAME).read_text())["quirks"].values())
+
+
+def test_quirks_have_their_own_random_stream(tmp_path):
+    """Without quirks, a sample is what it was before they existed, field for field, except
+    the fields the quirks rewrite."""
+    a = generate(rows=3000, output=tmp_path / "a", seed=4, defects=True)
+    b = generate(rows=3000, output=tmp_path / "b", seed=4, defects=True, quirks=False)
+    la, lb = _lines(tmp_path / "a" / a.files[0]), _lines(tmp_path / "b" / b.files[0])
+    assert len(la) == len(lb) and a.malformed == b.malformed
+    assert json.loads((tmp_path / "b" / MANIFEST_NAME).read_text())["quirks"] == {}
+    same = [x == y for x, y in zip(la, lb)]
+    assert 0.8 < sum(same) / len(same) < 1.0
+    for x, y in zip(la, lb):
+        fx, fy = x.split(b"\t"), y.split(b"\t")
+        if len(fx) == len(fy) == 15:   # ids, ratings, votes, dates are untouched
+            assert [fx[i] for i in (0, 1, 2, 3, 4, 6, 7, 8, 9, 10, 11, 14)] == \
+                   [fy[i] for i in (0, 1, 2, 3, 4, 6, 7, 8, 9, 10, 11, 14)]

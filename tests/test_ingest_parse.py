@@ -42,6 +42,9 @@ CASES = [
     (good("R19", date="2015-8-5"), "bad_date"),
     (good("R20", date="2015-08-05 "), "bad_date"),
     (good("R21", helpful="-1", total="0"), None),                      # negative: semantic
+    # characters Spark escapes in partition paths; control characters, bare quotes, markup
+    (good("R23", category='Books: 50% "Deals"/Misc', headline='"Wow"',
+          body='A 24" screen\x1a, &#34;ok&#34;<br /><br />\u00a0fine \U0001F44D'), None),
 ]
 
 
@@ -110,9 +113,26 @@ def test_good_lines_are_typed(mixed, spark):
     assert rows["R5/5"].product_category == "Health & Personal Care"
     assert rows["R5/5"].review_body == 'He said "wow" \\ ok'   # no quoting, no escaping
     assert df.where(F.col("review_id") == "R1").count() == 2
+    r23 = rows["R23/5"]
+    assert r23.product_category == 'Books: 50% "Deals"/Misc' and r23.review_headline == '"Wow"'
+    assert r23.review_body == 'A 24" screen\x1a, &#34;ok&#34;<br /><br />\u00a0fine \U0001F44D'
     assert sorted(c.name for c in (lake / "reviews").iterdir() if c.is_dir()) == [
-        "product_category=Books", "product_category=Health & Personal Care",
-        "product_category=Video DVD"]
+        "product_category=Books", "product_category=Books%3A 50%25 %22Deals%22%2FMisc",
+        "product_category=Health & Personal Care", "product_category=Video DVD"]
+
+
+def test_partition_names_round_trip(mixed, spark):
+    """Category values with spaces, '&' and the characters Spark escapes in paths come back as
+    they were: from the partition directories (prepare lists them) and by value."""
+    from reviewlake.features.job import lake_categories, read_reviews
+    from reviewlake.fs import HadoopFS
+
+    _, lake, _ = mixed
+    cats = lake_categories(HadoopFS(spark), str(lake / "reviews"))
+    assert cats == sorted(["Books", 'Books: 50% "Deals"/Misc', "Health & Personal Care",
+                           "Video DVD"])
+    df = read_reviews(spark, str(lake / "reviews"), ['Books: 50% "Deals"/Misc'])
+    assert [r.review_id for r in df.select("review_id").collect()] == ["R23"]
 
 
 def test_report_is_written(mixed):

@@ -158,14 +158,16 @@ def test_splits_are_stratified_within_one_row(first):
 def test_dropped_rows_are_accounted_for(first, lake, defects_sample):
     _, meta = first
     _, report = lake
-    gen = json.loads((defects_sample[0] / MANIFEST_NAME).read_text())["semantic_defects"]
+    manifest = json.loads((defects_sample[0] / MANIFEST_NAME).read_text())
+    gen = manifest["semantic_defects"]
     d = meta["dropped"]
     assert meta["rows"]["read"] == report["rows_written"]
     assert meta["rows"]["read"] == sum(d.values()) + meta["rows"]["kept"]
     assert d["invalid_star_rating"] == gen["star_rating_0"] + gen["star_rating_6"]
     assert meta["dropped_detail"]["invalid_star_rating"] == {
         "null": 0, "below_1": gen["star_rating_0"], "above_5": gen["star_rating_6"]}
-    assert d["blank_review_body"] == gen["empty_review_body"]
+    # the semantic defect, and the empty bodies of real text (a quirk of the sample)
+    assert d["blank_review_body"] == gen["empty_review_body"] + manifest["quirks"]["empty_body"]
     assert d["missing_review_id"] == gen["empty_review_id"]
     # duplicated ids are different reviews in the sample: every copy is ambiguous
     assert 0 < d["conflicting_review_id"] <= 2 * gen["duplicate_review_id"]
@@ -219,12 +221,17 @@ def test_parquet_features_and_token_profile(first, spark):
 def test_saved_tokenizer_reproduces_the_features(first, lake, spark):
     from transformers import DistilBertTokenizerFast
 
+    from reviewlake.features.textclean import clean_texts
+
     out, meta = first
     tok = DistilBertTokenizerFast.from_pretrained(str(out / "tokenizer"))
     assert len(tok.get_vocab()) == meta["tokenizer"]["vocab_size"]
     reviews = spark.read.parquet(str(lake[0] / "reviews")).select("review_id", "review_body")
     rows = parquet(spark, out).join(reviews, "review_id").orderBy("review_id").limit(40).collect()
-    enc = tok([r.review_body for r in rows], max_length=64, truncation=True, padding="max_length")
+    # prepare.clean_text is on by default: the features are those of the cleaned text
+    assert meta["text_cleaning"]["enabled"] and any("<br" in r.review_body for r in rows)
+    texts = clean_texts([r.review_body for r in rows])[0]
+    enc = tok(texts, max_length=64, truncation=True, padding="max_length")
     assert [list(r.input_ids) for r in rows] == enc["input_ids"]
     assert [list(r.input_mask) for r in rows] == enc["attention_mask"]
 

@@ -30,6 +30,7 @@ import numpy as np
 
 from ..errors import UserError
 from ..schema import HEADER_LINE, N_COLUMNS, PRODUCT_CATEGORIES
+from . import quirks as Q
 from . import vocab
 
 MANIFEST_NAME = "_generated.json"
@@ -207,8 +208,13 @@ def defects_kind(value) -> str:
 
 
 def generate(rows: int, output: str | os.PathLike, seed: int = 42, defects: bool | str = False,
-             files: int = 1, gzip: bool = False, compresslevel: int = 3) -> GenerateResult:
-    """Write ``rows`` data lines (malformed ones included) into ``files`` TSV files."""
+             files: int = 1, gzip: bool = False, compresslevel: int = 3,
+             quirks: bool = True) -> GenerateResult:
+    """Write ``rows`` data lines (malformed ones included) into ``files`` TSV files.
+
+    ``quirks`` (the default) gives the text the quirks of real reviews (see
+    :mod:`.quirks`: markup, entities, emoji, control characters, bare quotes, empty fields);
+    they come from their own random stream, so the rest of a sample does not depend on it."""
     defects = defects_kind(defects)
     if rows < 1:
         raise UserError("--rows must be at least 1")
@@ -247,6 +253,14 @@ def generate(rows: int, output: str | os.PathLike, seed: int = 42, defects: bool
         idx = np.nonzero(star == lvl)[0]
         headline[idx] = headline_pool[lvl][rng.integers(len(headline_pool[lvl]), size=len(idx))]
     date = _dates(rng, n).astype(object)
+    qrng = np.random.default_rng([seed, 1])
+    quirk_rows = Q.pick_rows(qrng, n) if quirks else {}
+    if quirks:
+        titled = qrng.random(len(catalog.title)) < Q.TITLE_INCHES_RATE
+        catalog.title[titled] = [f'{t} {int(qrng.integers(2, 80))}"' for t in catalog.title[titled]]
+        for kind in Q.HEADLINE_RATES:
+            for row in quirk_rows[kind]:
+                headline[row] = Q.apply(kind, headline[row], qrng)
 
     # Review text: a long-tailed number of phrases (~6 words each), a share of them carrying
     # the rating's sentiment (levels drawn around the rating), the rest neutral.
@@ -327,6 +341,14 @@ def generate(rows: int, output: str | os.PathLike, seed: int = 42, defects: bool
     parts[np.repeat(row_start, k) + 1 + 2 * within] = phrase
     end_pos = row_start + slots - 1
     parts[end_pos] = np.char.add(np.char.add("\t", date.astype(str)), "\n").astype(object)
+    body_quirks: dict[int, list[str]] = {}
+    for kind in Q.BODY_RATES if quirks else ():
+        for row in quirk_rows[kind]:
+            body_quirks.setdefault(int(row), []).append(kind)
+    for row, kinds in body_quirks.items():
+        s, e = row_start[row], end_pos[row]
+        parts[s + 1] = Q.apply_all(kinds, "".join(parts[s + 1:e]), qrng)
+        parts[s + 2:e] = ""
     if empty_body.any():
         for row in np.nonzero(empty_body)[0]:
             s, e = row_start[row], end_pos[row]
@@ -361,6 +383,7 @@ def generate(rows: int, output: str | os.PathLike, seed: int = 42, defects: bool
     result = GenerateResult(
         output=str(out_dir), files=written, rows=n, good_rows=n - len(malformed_rows),
         malformed=malformed, semantic=sem_counts, seconds=time.perf_counter() - started)
-    manifest = dict(result.to_dict(), seed=seed, defects=defects, gzip=gzip)
+    manifest = dict(result.to_dict(), seed=seed, defects=defects, gzip=gzip,
+                    quirks={k: int(len(v)) for k, v in quirk_rows.items()} if quirks else {})
     (out_dir / MANIFEST_NAME).write_text(json.dumps(manifest, indent=2) + "\n")
     return result

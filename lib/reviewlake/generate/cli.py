@@ -23,6 +23,9 @@ def register(sub) -> None:
     p.add_argument("--files", type=int, help="number of files (default: generate.files)")
     p.add_argument("--gzip", action=argparse.BooleanOptionalAction, default=None,
                    help="write .tsv.gz")
+    p.add_argument("--quirks", action=argparse.BooleanOptionalAction, default=None,
+                   help="the quirks of real review text: <br />, HTML entities, emoji, control "
+                        "characters, bare quotes, empty fields (default: generate.quirks, on)")
     p.set_defaults(func=cmd_generate)
 
 
@@ -30,6 +33,7 @@ def cmd_generate(args: argparse.Namespace) -> int:
     cfg = load_config(args, {
         "generate.rows": args.rows, "data.raw": args.output, "generate.seed": args.seed,
         "generate.defects": args.defects, "generate.files": args.files, "generate.gzip": args.gzip,
+        "generate.quirks": args.quirks,
     })
     print(summary(run(cfg)))
     return 0
@@ -45,7 +49,7 @@ def run(cfg, spark=None) -> dict:
         raise UserError(f"generate writes local files only, got {out}; copy them with aws s3 cp")
     result = generate(rows=int(g.get("rows", 10000)), output=out, seed=int(g.get("seed", 42)),
                       defects=g.get("defects", False), files=int(g.get("files", 1)),
-                      gzip=bool(g.get("gzip", False)))
+                      gzip=bool(g.get("gzip", False)), quirks=bool(g.get("quirks", True)))
     return result.to_dict()
 
 
