@@ -56,17 +56,11 @@ def test_prepare_cleans_counts_and_can_be_turned_off(spark, tmp_path):
     assert off["text_cleaning"] == {"enabled": False}
     fon = spark.read.parquet(str(tmp_path / "on" / "parquet"))
     foff = spark.read.parquet(str(tmp_path / "off" / "parquet"))
+    assert fon.agg({"n_tokens": "sum"}).first()[0] + c["tokens_saved"] == \
+        foff.agg({"n_tokens": "sum"}).first()[0]
     from transformers import DistilBertTokenizerFast
 
     t = DistilBertTokenizerFast.from_pretrained(tok)
-    # tokens saved: of the full lengths (n_tokens stops at max_seq_length + 1), raw - clean
-    bodies = spark.read.parquet(str(tmp_path / "lake" / "reviews")).join(
-        fon.select("review_id"), "review_id").dropDuplicates(["review_id"]) \
-        .select("review_body").collect()
-    raw = [r.review_body for r in bodies]
-    full = [sum(len(x) for x in t(texts)["input_ids"]) for texts in (raw, clean_texts(raw)[0])]
-    assert len(raw) == on["rows"]["kept"] and c["tokens_saved"] == full[0] - full[1]
-    assert fon.agg({"n_tokens": "max"}).first()[0] <= 65
     lt = t.convert_tokens_to_ids("<")
     ids_on = np.array([r.input_ids for r in fon.select("input_ids").collect()])
     ids_off = np.array([r.input_ids for r in foff.select("input_ids").collect()])
