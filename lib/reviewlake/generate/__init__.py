@@ -342,9 +342,10 @@ def generate(rows: int, output: str | os.PathLike, seed: int = 42, defects: bool
     end_pos = row_start + slots - 1
     parts[end_pos] = np.char.add(np.char.add("\t", date.astype(str)), "\n").astype(object)
     body_quirks: dict[int, list[str]] = {}
-    for kind in Q.BODY_RATES if quirks else ():
-        for row in quirk_rows[kind]:
-            body_quirks.setdefault(int(row), []).append(kind)
+    for kind, at in quirk_rows.items():
+        if kind in Q.BODY_RATES:
+            for row in at:
+                body_quirks.setdefault(int(row), []).append(kind)
     for row, kinds in body_quirks.items():
         s, e = row_start[row], end_pos[row]
         parts[s + 1] = Q.apply_all(kinds, "".join(parts[s + 1:e]), qrng)
@@ -384,6 +385,6 @@ def generate(rows: int, output: str | os.PathLike, seed: int = 42, defects: bool
         output=str(out_dir), files=written, rows=n, good_rows=n - len(malformed_rows),
         malformed=malformed, semantic=sem_counts, seconds=time.perf_counter() - started)
     manifest = dict(result.to_dict(), seed=seed, defects=defects, gzip=gzip,
-                    quirks={k: int(len(v)) for k, v in quirk_rows.items()} if quirks else {})
+                    quirks={k: len(v) for k, v in quirk_rows.items()})
     (out_dir / MANIFEST_NAME).write_text(json.dumps(manifest, indent=2) + "\n")
     return result

@@ -34,7 +34,7 @@ HEADLINE_RATES: dict[str, float] = {
     "quoted_headline": 0.01,   # "Great" (bare quotes, no CSV quoting)
 }
 TITLE_INCHES_RATE = 0.02       # product titles with a bare " (Monitor 24")
-KINDS = tuple(BODY_RATES) + tuple(HEADLINE_RATES)
+EMPTYING = ("empty_body", "empty_headline")   # quirks that leave the field empty
 MIN_ROWS = 200                 # from this many rows on, every kind appears
 
 # (entity, weight): &#34; is by far the most common in the real files.
@@ -48,9 +48,8 @@ _CONTROL = ("\x1a", "\x1b", "\x10", "\x1f")
 
 def counts(n: int) -> dict[str, int]:
     """How many rows of ``n`` carry each quirk."""
-    rates = dict(BODY_RATES, **HEADLINE_RATES)
     floor = 1 if n >= MIN_ROWS else 0
-    return {k: max(floor, int(round(n * r))) for k, r in rates.items()}
+    return {k: max(floor, int(round(n * r))) for k, r in {**BODY_RATES, **HEADLINE_RATES}.items()}
 
 
 def pick_rows(rng: np.random.Generator, n: int) -> dict[str, np.ndarray]:
@@ -59,21 +58,17 @@ def pick_rows(rng: np.random.Generator, n: int) -> dict[str, np.ndarray]:
             for k, c in counts(n).items()}
 
 
-def _words(text: str) -> list[str]:
-    return text.split(" ")
-
-
 def _at(rng: np.random.Generator, k: int) -> int:
     return int(rng.integers(k)) if k > 1 else 0
 
 
 def apply(kind: str, text: str, rng: np.random.Generator) -> str:
     """``text`` with one quirk of ``kind``."""
-    if kind in ("empty_body", "empty_headline"):
+    if kind in EMPTYING:
         return ""
     if kind == "quoted_headline":
         return f'"{text}"'
-    words = _words(text)
+    words = text.split(" ")
     if kind == "line_break":
         # between two sentences (the usual place), else after a word
         ends = [i for i, w in enumerate(words[:-1]) if w.endswith(".")] or list(range(len(words)))
@@ -129,7 +124,7 @@ def apply(kind: str, text: str, rng: np.random.Generator) -> str:
 def apply_all(kinds: list[str], text: str, rng: np.random.Generator) -> str:
     """``text`` with the quirks of ``kinds`` in order (an emptied text stays empty)."""
     for kind in kinds:
-        if kind.startswith("empty_"):
+        if kind in EMPTYING:
             return ""
         text = apply(kind, text, rng)
     return text
