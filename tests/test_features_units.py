@@ -162,7 +162,8 @@ def test_encoder_matches_the_tokenizer(tok, length):
     assert ids.tolist() == ref["input_ids"]
     assert mask.tolist() == ref["attention_mask"]
     full = tok(TEXTS + [""])["input_ids"]
-    assert n_tokens.tolist() == [len(x) for x in full]
+    # the full length, counted up to length + 1 (above length: truncated)
+    assert n_tokens.tolist() == [min(len(x), length + 1) for x in full]
     assert ids.shape == (len(TEXTS) + 1, length) and ids.dtype == np.int32
 
 

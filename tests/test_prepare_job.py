@@ -212,7 +212,11 @@ def test_parquet_features_and_token_profile(first, spark):
     assert s >= pct[7] and (s == 1 or s // 2 < pct[7]) and s & (s - 1) == 0
     longer = feats.where(F.col("n_tokens") > meta["max_seq_length"]).count()
     assert p["truncated_fraction"] == pytest.approx(longer / meta["rows"]["kept"], abs=1e-6)
-    assert p["percentiles"]["100"] == feats.agg(F.max("n_tokens")).first()[0]
+    # n_tokens counts up to max_seq_length + 1; the profile is of full lengths, from a
+    # sample that here (fewer kept reviews than prepare.profile_sample_rows) is all of them
+    assert feats.agg(F.max("n_tokens")).first()[0] == meta["max_seq_length"] + 1
+    assert p["sample"]["rows"] == p["counted"] == p["reviews"] == meta["rows"]["kept"]
+    assert p["percentiles"]["100"] > meta["max_seq_length"] + 1
     clipped = feats.select(F.aggregate("input_mask", F.lit(0), lambda a, x: a + x).alias("real"),
                            "n_tokens").where(F.col("real") != F.least("n_tokens", F.lit(64)))
     assert clipped.count() == 0

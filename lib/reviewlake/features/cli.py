@@ -104,6 +104,8 @@ def options_from(cfg) -> tuple[str, str, Any]:
         vocab_size=_int(pc.get("vocab_size", 30522), "--vocab-size"),
         tokenizer_sample_rows=_int(pc.get("tokenizer_sample_rows", 200_000),
                                    "prepare.tokenizer_sample_rows"),
+        profile_sample_rows=_int(pc.get("profile_sample_rows", 20_000),
+                                 "prepare.profile_sample_rows"),
         categories=_split_categories(pc.get("categories")),
         seed=_int(pc.get("seed", 42), "--seed"),
         compression=str(pc.get("compression", "none")),
@@ -155,7 +157,10 @@ def summary(meta: dict[str, Any]) -> str:
     if p.get("percentiles"):
         pct = " ".join(f"p{k}={v}" for k, v in
                        sorted(p["percentiles"].items(), key=lambda kv: int(kv[0])))
-        lines.append(f"  tokens       {pct}")
+        sample = p.get("sample") or {}
+        of = f" (a sample of {sample['rows']:,} of {sample['of']:,} reviews)" \
+            if sample.get("rows", 0) < sample.get("of", 0) else ""
+        lines.append(f"  tokens       {pct}{of}")
         note = "" if p["suggested_max_seq_length"] == meta["max_seq_length"] else \
             f" (the book's rule suggests {p['suggested_max_seq_length']})"
         lines.append(f"  max_seq_length {meta['max_seq_length']}{note}: "

@@ -9,8 +9,19 @@ numpy:
   review keeps its first ``max_seq_length - 2`` tokens (as the tokenizer's own truncation
   does for one sequence);
 * ``input_mask``: 1 for real tokens, 0 for padding (the attention mask);
-* ``n_tokens``: the review's length in tokens before truncation, [CLS] and [SEP] included
-  (the token-length profile of ``_meta.json`` is computed from it).
+* ``n_tokens``: the review's length in tokens before truncation, [CLS] and [SEP] included,
+  counted up to ``max_seq_length + 1``: a value above ``max_seq_length`` means "truncated"
+  (the exact length of a long review is not computed, see below; the token-length profile of
+  ``_meta.json`` comes from full tokenization of a sample, :meth:`Encoder.count`).
+
+Only the first ``max_seq_length - 2`` tokens of a review are kept, and real review bodies run
+to ~20 KB, so a long review is tokenized from a prefix: its first ``prefix_chars`` characters
+cut back to the last space. BERT's normalizer works character by character and its
+pre-tokenizer splits at whitespace before WordPiece sees a word, so the tokens of such a
+prefix are exactly the first tokens of the whole text. When the prefix yields more than
+``max_seq_length - 2`` tokens, its truncated ids are the full text's; otherwise (few, long
+words; no space at all, as in CJK text) the full text is tokenized. Tokenizers whose
+normalizer or pre-tokenizer is not BERT's always get the full text.
 
 Two ways to run it in Spark, both Arrow-vectorised:
 
@@ -43,7 +54,10 @@ class Encoder:
     """A tokenizers.Tokenizer (no truncation, no padding: both done here) and the ids needed
     to pad and truncate like BERT."""
 
-    def __init__(self, tokenizer_json: str, max_seq_length: int, pad_id: int, sep_id: int):
+    def __init__(self, tokenizer_json: str, max_seq_length: int, pad_id: int, sep_id: int,
+                 prefix_chars: int | None = None):
+        """``prefix_chars``: the prefix length for long texts (None: :func:`prefix_budget`;
+        0: always the full text)."""
         if max_seq_length < 2:
             raise ValueError("max_seq_length must be at least 2")
         self.tokenizer = _untruncated(tokenizer_json)
@@ -53,28 +67,66 @@ class Encoder:
         self.pad_id = pad_id
         self.sep_id = sep_id
         self._positions = np.arange(max_seq_length, dtype=np.int32)
+        if prefix_chars is None:
+            prefix_chars = prefix_budget(max_seq_length)
+        self.prefix_chars = prefix_chars if _splits_at_spaces(self.tokenizer) else 0
+        self.stats = {"texts": 0, "prefixed": 0, "fallbacks": 0}   # this process (tests, benchmarks)
 
     def encode(self, texts: list) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
-        """(input_ids (n, L) int32, input_mask (n, L) int32, n_tokens (n,) int32)."""
+        """(input_ids (n, L) int32, input_mask (n, L) int32, n_tokens (n,) int32, at most
+        L + 1)."""
         length = self.max_seq_length
         texts = [t if isinstance(t, str) else "" for t in texts]
-        encodings = self._encode_all(texts)
+        inputs, prefixed = self._prefixes(texts)
+        encodings = self._encode_all(inputs)
+        short = [i for i in prefixed if len(encodings[i].ids) <= length]
+        if short:    # the prefix did not fill the sequence: the full text decides
+            for i, enc in zip(short, self._encode_all([texts[i] for i in short])):
+                encodings[i] = enc
+        self.stats["texts"] += len(texts)
+        self.stats["prefixed"] += len(prefixed) - len(short)
+        self.stats["fallbacks"] += len(short)
         n = len(encodings)
         ids = np.full((n, length), self.pad_id, dtype=np.int32)
         n_tokens = np.empty(n, dtype=np.int32)
         for i, enc in enumerate(encodings):
             row = enc.ids
             k = len(row)
-            n_tokens[i] = k
             if k > length:
                 row = row[:length]
+                n_tokens[i] = length + 1
                 k = length
+            else:
+                n_tokens[i] = k
             ids[i, :k] = row
         truncated = n_tokens > length
         if truncated.any():
             ids[truncated, length - 1] = self.sep_id
         mask = (self._positions < np.minimum(n_tokens, length)[:, None]).astype(np.int32)
         return ids, mask, n_tokens
+
+    def count(self, texts: list) -> np.ndarray:
+        """Full lengths in tokens ([CLS] and [SEP] included) of whole texts, no prefix."""
+        texts = [t if isinstance(t, str) else "" for t in texts]
+        return np.fromiter((len(e.ids) for e in self._encode_all(texts)), dtype=np.int64,
+                           count=len(texts))
+
+    def _prefixes(self, texts: list[str]) -> tuple[list[str], list[int]]:
+        """The texts to tokenize (a long text's prefix, cut at a space) and where a prefix
+        stands in for the text."""
+        budget = self.prefix_chars
+        if not budget:
+            return texts, []
+        inputs, prefixed = texts, []
+        for i, t in enumerate(texts):
+            if len(t) > budget:
+                cut = t.rfind(" ", 0, budget + 1)
+                if cut > 0:
+                    if not prefixed:
+                        inputs = list(texts)
+                    inputs[i] = t[:cut]
+                    prefixed.append(i)
+        return inputs, prefixed
 
     def _encode_all(self, texts: list[str]) -> list:
         """Encodings of ``texts`` in order: ASCII texts through the ASCII normalizer (when the
@@ -92,6 +144,24 @@ class Encoder:
             for i, e in zip(at, encode([texts[i] for i in at])):
                 out[i] = e
         return out
+
+
+def prefix_budget(max_seq_length: int) -> int:
+    """Characters of a long text tokenized first: ~8 per kept token, about twice what
+    English review text needs (4-5 characters per WordPiece token with its space), so the
+    full text is rarely needed."""
+    return max(256, 8 * max_seq_length)
+
+
+def _splits_at_spaces(tokenizer) -> bool:
+    """Whether a space always ends a word for this tokenizer (BERT's character-wise
+    normalizer, or none, and BERT's pre-tokenizer): then a prefix cut at a space tokenizes to
+    a prefix of the text's tokens."""
+    from tokenizers import normalizers, pre_tokenizers
+
+    norm = tokenizer.normalizer
+    return (norm is None or type(norm) is normalizers.BertNormalizer) and \
+        type(tokenizer.pre_tokenizer) is pre_tokenizers.BertPreTokenizer
 
 
 def _untruncated(tokenizer_json: str):
@@ -150,7 +220,7 @@ def encode_batches(batches: Iterator, text_column: str, encoder: Callable[[], En
                    clean: bool = False) -> Iterator:
     """Arrow record batches -> the same batches without the text column, plus the features.
     With ``clean``, texts go through :func:`..textclean.clean_texts` first and two more
-    columns say whether each changed and how many tokens (of the full, untruncated count)
+    columns say whether each changed and how many tokens (of the full, untruncated counts)
     cleaning saved it."""
     import pyarrow as pa
 
@@ -174,8 +244,8 @@ def encode_batches(batches: Iterator, text_column: str, encoder: Callable[[], En
         if clean:
             saved = np.zeros(rows, dtype=np.int32)
             at = np.flatnonzero(changed)
-            if at.size:   # only the changed texts are tokenized a second time, raw
-                saved[at] = enc.encode([raw[i] for i in at])[2] - n_tokens[at]
+            if at.size:   # the changed texts, raw and clean, counted in full
+                saved[at] = enc.count([raw[i] for i in at]) - enc.count([texts[i] for i in at])
             columns += [pa.array(changed), pa.array(saved)]
             out_names += list(CLEANING_COLUMNS)
         yield pa.RecordBatch.from_arrays(columns, names=out_names)

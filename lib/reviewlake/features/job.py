@@ -11,7 +11,8 @@ Steps (each a DataFrame -> DataFrame function of :mod:`.splits` or :mod:`.encode
 4. features in a vectorised Arrow function (``mapInArrow``), written as Parquet
    partitioned by ``split``;
 5. from that Parquet, TFRecord files per split (spark-tfrecord jar, or the Python writer);
-6. counts, per label and per file, checked against each other; the token-length profile;
+6. counts, per label and per file, checked against each other; the token-length profile
+   (full tokenization of a seeded sample);
 7. ``_meta.json``, and the commit: the staged directories replace the previous ones.
 
 Output layout (paths in ``_meta.json`` are relative to FEATURES)::
@@ -21,7 +22,7 @@ Output layout (paths in ``_meta.json`` are relative to FEATURES)::
     FEATURES/{train,validation,test}/_SUCCESS
     FEATURES/tokenizer/                             DistilBertTokenizerFast.from_pretrained
     FEATURES/parquet/split=<s>/part-*.parquet       the same features + review_id,
-                                                    product_category, n_tokens
+                                                    product_category, n_tokens (<= L+1)
     FEATURES/_meta.json                             counts, spec, tokenizer, profile, ...
 
 A run writes under ``FEATURES/_staging/<run_id>/``; a run that fails or is killed leaves the
@@ -36,6 +37,8 @@ import uuid
 from dataclasses import dataclass
 from typing import Any, Sequence
 from urllib.parse import unquote
+
+import numpy as np
 
 from pyspark.sql import DataFrame, Observation, SparkSession
 from pyspark.sql import functions as F
@@ -79,6 +82,7 @@ class PrepareOptions:
     tokenizer: str | None = None
     vocab_size: int = TK.DEFAULT_VOCAB_SIZE
     tokenizer_sample_rows: int = 200_000
+    profile_sample_rows: int = 20_000
     categories: Sequence[str] | None = None
     seed: int = 42
     compression: str = "none"
@@ -102,6 +106,8 @@ class PrepareOptions:
                             f"got {self.vocab_size}")
         if int(self.tokenizer_sample_rows) < 1:
             raise UserError("prepare.tokenizer_sample_rows must be at least 1")
+        if int(self.profile_sample_rows) < 1:
+            raise UserError("prepare.profile_sample_rows must be at least 1")
         if int(self.records_per_file) < 1 or int(self.min_files) < 1:
             raise UserError("prepare.records_per_file and prepare.min_files must be at least 1")
         if self.categories is not None:
@@ -152,14 +158,21 @@ def clean_reviews(df: DataFrame, run_id: str) -> tuple[DataFrame, Observation, O
 
 def tokenizer_sample(assigned: DataFrame, rows: int, seed: int, train_count: int) -> list[str]:
     """A deterministic sample of at most ``rows`` training texts (the tokenizer's corpus)."""
-    train = assigned.where(F.col(S.SPLIT) == "train")
-    sample_key = F.xxhash64(F.col(ID_COLUMN), F.lit(int(seed) + 1).cast("long"))
-    if train_count > rows:
-        # a cheap pre-filter keeps ~1.2x the sample, the exact top-k by key does the rest
-        keep = min(1.0, 1.2 * rows / train_count)
+    return text_sample(assigned.where(F.col(S.SPLIT) == "train"), rows, int(seed) + 1,
+                       train_count)
+
+
+def text_sample(rows_df: DataFrame, rows: int, key_seed: int, count: int) -> list[str]:
+    """At most ``rows`` texts of ``rows_df`` (``count`` rows), the same for the same reviews
+    and seed: those with the smallest xxhash64 of (review_id, key_seed)."""
+    sample_key = F.xxhash64(F.col(ID_COLUMN), F.lit(int(key_seed)).cast("long"))
+    if count > rows:
+        # a cheap pre-filter keeps ~1.2x the sample (and 100 more, for small samples), the
+        # exact top-k by key does the rest
+        keep = min(1.0, (1.2 * rows + 100) / count)
         threshold = int(-(1 << 63) + keep * ((1 << 64) - 1))
-        train = train.where(sample_key <= F.lit(min(threshold, (1 << 63) - 1)))
-    picked = (train.select(sample_key.alias("_s"), ID_COLUMN, TEXT_COLUMN)
+        rows_df = rows_df.where(sample_key <= F.lit(min(threshold, (1 << 63) - 1)))
+    picked = (rows_df.select(sample_key.alias("_s"), ID_COLUMN, TEXT_COLUMN)
               .orderBy("_s", ID_COLUMN).limit(int(rows)).collect())
     return [r[TEXT_COLUMN] for r in picked]
 
@@ -201,27 +214,43 @@ def _cleaning_meta(enabled: bool, cleaning: Observation) -> dict[str, Any]:
             "reviews_emptied": int(got.get("reviews_emptied") or 0)}
 
 
-def token_profile(features: DataFrame, max_seq_length: int) -> dict[str, Any]:
-    """Percentiles of review lengths in tokens ([CLS] and [SEP] included), the book's rule
-    for max_seq_length (the smallest power of two >= the 80th percentile) and the share of
-    reviews longer than the chosen length (truncated)."""
-    qs = [p / 100 for p in PERCENTILES]
+def token_profile(features: DataFrame, lengths: np.ndarray, max_seq_length: int,
+                  sample: dict[str, Any]) -> dict[str, Any]:
+    """The token-length profile: percentiles of review lengths in tokens ([CLS] and [SEP]
+    included) from full tokenization of a sample (``lengths``; the features hold lengths only
+    up to max_seq_length + 1), the book's rule for max_seq_length (the smallest power of two
+    >= the 80th percentile), and the share of all reviews longer than the chosen length
+    (truncated; exact, from the features)."""
     row = features.agg(
-        F.percentile_approx("n_tokens", qs, 100000).alias("p"),
         F.avg(F.when(F.col("n_tokens") > max_seq_length, 1.0).otherwise(0.0)).alias("trunc"),
-        F.avg("n_tokens").alias("mean"), F.count(F.lit(1)).alias("n")).first()
-    if not row["n"]:
+        F.count(F.lit(1)).alias("n")).first()
+    if not row["n"] or not len(lengths):
         return {"percentiles": {}, "suggested_max_seq_length": None, "truncated_fraction": 0.0,
-                "mean": None, "counted": 0}
-    pct = {str(p): int(v) for p, v in zip(PERCENTILES, row["p"])}
+                "mean": None, "counted": 0, "sample": sample}
+    pct = {str(p): int(np.percentile(lengths, p, method="inverted_cdf")) for p in PERCENTILES}
     p80 = pct["80"]
     suggested = 1
     while suggested < p80:
         suggested *= 2
     return {"percentiles": pct, "suggested_max_seq_length": min(suggested, TK.MODEL_MAX_LENGTH),
             "rule": "smallest power of two >= the 80th percentile (at most 512)",
-            "truncated_fraction": round(float(row["trunc"]), 6), "mean": round(float(row["mean"]), 2),
-            "counted": int(row["n"]), "unit": "tokens per review, [CLS] and [SEP] included"}
+            "truncated_fraction": round(float(row["trunc"]), 6),
+            "mean": round(float(np.mean(lengths)), 2), "counted": int(len(lengths)),
+            "reviews": int(row["n"]), "sample": sample,
+            "unit": "tokens per review, [CLS] and [SEP] included, full text"}
+
+
+def profile_lengths(assigned: DataFrame, tinfo: TK.TokenizerInfo, opts: "PrepareOptions",
+                    kept: int) -> tuple[np.ndarray, dict[str, Any]]:
+    """Full token lengths of a seeded sample of the kept reviews (all splits), cleaned as the
+    features are, on the driver."""
+    texts = text_sample(assigned, int(opts.profile_sample_rows), int(opts.seed) + 2, kept)
+    if opts.clean_text:
+        texts = clean_texts(texts)[0]
+    enc = E.Encoder(tinfo.backend_json, opts.max_seq_length, tinfo.pad_id, tinfo.sep_id)
+    return enc.count(texts), {"rows": len(texts), "of": int(kept), "limit":
+                              int(opts.profile_sample_rows), "seed": int(opts.seed),
+                              "how": "smallest xxhash64(review_id, seed + 2), all splits"}
 
 
 def feature_spec(max_seq_length: int) -> dict[str, Any]:
@@ -321,7 +350,9 @@ def run_prepare(spark: SparkSession, lake: str, output: str,
                                            for s in S.SPLITS}
     for r in features.groupBy(S.SPLIT, "label_ids").count().collect():
         by_split[r[S.SPLIT]][str(r["label_ids"])] = int(r["count"])
-    profile = token_profile(features, opts.max_seq_length)
+    lengths, sample = profile_lengths(assigned, tinfo, opts,
+                                      sum(sum(c.values()) for c in by_split.values()))
+    profile = token_profile(features, lengths, opts.max_seq_length, sample)
     phase("profile")
 
     # 6. TFRecords per split
