@@ -22,8 +22,8 @@ BENCH = ROOT / "benchmarks"
 ORDER = ["ingest", "quality", "tokenization", "tfrecord", "train", "end_to_end"]
 QUICK = {"ingest": ["--rows", "20000", "--repeats", "1"],
          "quality": ["--rows", "5000", "--repeats", "1", "--warmup", "0"],
-         "tokenization": ["--rows", "1500", "--row-udf-rows", "100", "--repeats", "1",
-                          "--warmup", "0"],
+         "tokenization": ["--rows", "1500", "--row-udf-rows", "100", "--long-rows", "1500",
+                          "--repeats", "1", "--warmup", "0"],
          "tfrecord": ["--records", "3000", "--e2e-records", "500", "--repeats", "1"],
          "train": ["--records", "1200", "--epochs", "2", "--steps", "8", "--repeats", "1",
                    "--batches", "50"],

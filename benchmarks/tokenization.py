@@ -21,6 +21,15 @@ task per core; one Python process per core for the bare sides):
 
 Goals: stage >= 0.8 x the faster of (a1, a2); stage >= 10 x (b).
 
+A second table, on text with a long tail like real review bodies (lengths in characters
+drawn from a log-normal with median 180 and sigma 1.2, capped at 20,000: mean ~370, p99 ~3,000,
+built from generated bodies cut at spaces; ``--long-rows``): the stage, which tokenizes a long
+review from a prefix (``encode.Encoder``), against the bare tokenizers' full-text batch encode
+((a1) the stage's encoder with ``prefix_chars=0``, (a2) transformers' call, both one process
+per core), and the stage without prefixes. The ids of the prefix encoder and the full-text
+encoder are compared on every long-tail text before timing. Goal: stage >= 1.5 x the faster
+bare full-text side.
+
 (Not named tokenize.py: a script's directory comes first on sys.path, and a tokenize.py there
 would shadow the standard library module that inspect, linecache and TensorFlow import, in
 every script of this directory.)
@@ -34,9 +43,11 @@ import tempfile
 
 from common import WORK, goal, goal_lines, machine, med, median_times, save, table
 
-GOAL_BARE, GOAL_ROW = 0.8, 10.0
+GOAL_BARE, GOAL_ROW, GOAL_LONG = 0.8, 10.0, 1.5
 MAX_SEQ_LENGTH = 64
+LONG_MEDIAN_CHARS, LONG_SIGMA, LONG_MAX_CHARS = 180, 1.2, 20_000
 _TEXTS: list = []
+_LONG: list = []
 _STATE: dict = {}
 
 
@@ -56,6 +67,28 @@ def _load_texts(rows: int) -> list[str]:
     return [t for t in df["review_body"].tolist() if t.strip()][:rows]
 
 
+def _long_tail(texts: list[str], rows: int, seed: int = 6) -> list[str]:
+    """``rows`` texts with real review bodies' long tail of lengths, from generated bodies
+    joined and cut at a space."""
+    import numpy as np
+
+    rng = np.random.default_rng(seed)
+    target = np.minimum(rng.lognormal(np.log(LONG_MEDIAN_CHARS), LONG_SIGMA, rows),
+                        LONG_MAX_CHARS).astype(int)
+    out, at = [], 0
+    for want in target:
+        parts, have = [], 0
+        while have < want:
+            t = texts[at % len(texts)]
+            at += 1
+            parts.append(t)
+            have += len(t) + 1
+        text = " ".join(parts)
+        cut = text.rfind(" ", 0, int(want) + 1)
+        out.append(text[:cut] if cut > 0 else text)
+    return out
+
+
 def _init_worker(tokenizer_dir: str, json_text: str, pad: int, sep: int, batch: int) -> None:
     os.environ["TOKENIZERS_PARALLELISM"] = "false"
     from transformers import DistilBertTokenizerFast
@@ -63,17 +96,18 @@ def _init_worker(tokenizer_dir: str, json_text: str, pad: int, sep: int, batch: 
     from reviewlake.features.encode import Encoder
 
     _STATE.update(encoder=Encoder(json_text, MAX_SEQ_LENGTH, pad, sep),
+                  encoder_full=Encoder(json_text, MAX_SEQ_LENGTH, pad, sep, prefix_chars=0),
                   hf=DistilBertTokenizerFast.from_pretrained(tokenizer_dir), batch=batch)
 
 
 def _bare(args) -> int:
-    kind, shard, shards = args
-    texts = _TEXTS[shard::shards]
+    kind, shard, shards, which = args
+    texts = (_LONG if which == "long" else _TEXTS)[shard::shards]
     step = _STATE["batch"]
     for i in range(0, len(texts), step):
         chunk = texts[i:i + step]
-        if kind == "encoder":
-            _STATE["encoder"].encode(chunk)
+        if kind in ("encoder", "encoder_full"):
+            _STATE[kind].encode(chunk)
         else:
             _STATE["hf"](chunk, max_length=MAX_SEQ_LENGTH, truncation=True, padding="max_length")
     return len(texts)
@@ -83,6 +117,7 @@ def main() -> None:
     ap = argparse.ArgumentParser()
     ap.add_argument("--rows", type=int, default=200_000)
     ap.add_argument("--row-udf-rows", type=int, default=20_000)
+    ap.add_argument("--long-rows", type=int, default=100_000)
     ap.add_argument("--repeats", type=int, default=3)
     ap.add_argument("--warmup", type=int, default=1)
     args = ap.parse_args()
@@ -101,11 +136,22 @@ def main() -> None:
     cfg = Config.load(None, ["spark.log_level=ERROR"])
     batch = int(cfg.get("spark.arrow_batch_size", 10000))
 
+    # The long tail: the prefix encoder's ids must be the full text's, on every text.
+    long_texts = _long_tail(texts, args.long_rows)
+    prefix_enc = E.Encoder(info.backend_json, MAX_SEQ_LENGTH, info.pad_id, info.sep_id)
+    full_enc = E.Encoder(info.backend_json, MAX_SEQ_LENGTH, info.pad_id, info.sep_id, 0)
+    for i in range(0, len(long_texts), batch):
+        a, b = prefix_enc.encode(long_texts[i:i + batch]), full_enc.encode(long_texts[i:i + batch])
+        assert all((x == y).all() for x, y in zip(a, b)), "prefix ids differ from the full text's"
+    long_lengths = full_enc.count(long_texts[:20000])
+    long_chars = [len(t) for t in long_texts]
+
     # The bare sides' processes are forked before the JVM starts (and reused by every round).
     _TEXTS[:] = texts
+    _LONG[:] = long_texts
     pool = mp.get_context("fork").Pool(cores, _init_worker,
                                        (tok_dir, info.backend_json, info.pad_id, info.sep_id, batch))
-    pool.map(_bare, [("encoder", 0, 10 ** 9)] * cores)  # load the tokenizers
+    pool.map(_bare, [("encoder", 0, 10 ** 9, "short")] * cores)  # load the tokenizers
 
     from pyspark.sql import functions as F
     from pyspark.sql.types import ArrayType, IntegerType, StructField, StructType
@@ -125,18 +171,29 @@ def main() -> None:
                                        info.pad_id, info.sep_id)
     encoded, bc2 = E.encode_frame(df, "review_body", info.backend_json, info.key,
                                   MAX_SEQ_LENGTH, info.pad_id, info.sep_id)
+    long_df = spark.createDataFrame(pd.DataFrame({"review_body": long_texts})) \
+        .repartition(2 * cores).cache()
+    assert long_df.count() == len(long_texts)
+    long_encoded, bc3 = E.encode_frame(long_df, "review_body", info.backend_json, info.key,
+                                       MAX_SEQ_LENGTH, info.pad_id, info.sep_id)
+    # the same stage with prefixes off (another key: another cached encoder per worker)
+    long_full = long_df.mapInArrow(
+        _full_text_encoder(info, MAX_SEQ_LENGTH), long_encoded.schema)
 
     def stage():
         encoded.write.format("noop").mode("overwrite").save()
+
+    def noop(frame):
+        frame.write.format("noop").mode("overwrite").save()
 
     def stage_pandas_udf():
         df.select(encode_udf("review_body").alias("f")) \
             .select("f.input_ids", "f.input_mask", "f.n_tokens").write.format("noop") \
             .mode("overwrite").save()
 
-    def bare(kind):
-        done = sum(pool.map(_bare, [(kind, i, cores) for i in range(cores)]))
-        assert done == rows
+    def bare(kind, which="short"):
+        done = sum(pool.map(_bare, [(kind, i, cores, which) for i in range(cores)]))
+        assert done == (len(long_texts) if which == "long" else rows)
 
     schema = StructType([StructField(n, ArrayType(IntegerType(), False)) for n in
                          ("input_ids", "input_mask", "segment_ids", "label_ids")])
@@ -159,10 +216,14 @@ def main() -> None:
 
     sides = {"stage": stage, "stage_pandas_udf": stage_pandas_udf, "bare_encoder": lambda: bare("encoder"),
              "bare_hf": lambda: bare("hf"), "row_book": lambda: per_row(slow_udf),
-             "row_fast": lambda: per_row(fast_udf)}
+             "row_fast": lambda: per_row(fast_udf),
+             "long_stage": lambda: noop(long_encoded), "long_stage_full": lambda: noop(long_full),
+             "long_bare_encoder": lambda: bare("encoder_full", "long"),
+             "long_bare_hf": lambda: bare("hf", "long")}
     times = median_times(sides, repeats=args.repeats, warmup=args.warmup)
     m = {k: med(v) for k, v in times.items()}
-    n = {k: (small_rows if k.startswith("row_") else rows) for k in m}
+    n = {k: (small_rows if k.startswith("row_") else len(long_texts) if k.startswith("long_")
+             else rows) for k in m}
     rate = {k: n[k] / m[k] for k in m}
     best_bare = max(rate["bare_encoder"], rate["bare_hf"])
     ratio_bare = rate["stage"] / best_bare
@@ -177,6 +238,16 @@ def main() -> None:
     }
     table_rows = [[labels[k], f"{n[k]:,}", f"{m[k]:.2f}", f"{rate[k]:,.0f}",
                    f"{rate[k] / rate['stage']:.2f}"] for k in labels]
+    long_labels = {
+        "long_stage": "prepare stage: prefix, full text only when short (Spark)",
+        "long_stage_full": "the same stage, every text in full (Spark)",
+        "long_bare_encoder": "(a1) bare: the stage's encoder, full text, 1 process/core",
+        "long_bare_hf": "(a2) bare: tokenizer(texts, truncation, padding), 1 process/core",
+    }
+    best_full = max(rate["long_bare_encoder"], rate["long_bare_hf"])
+    ratio_long = rate["long_stage"] / best_full
+    long_rows_table = [[long_labels[k], f"{n[k]:,}", f"{m[k]:.2f}", f"{rate[k]:,.0f}",
+                        f"{rate[k] / rate['long_stage']:.2f}"] for k in long_labels]
     mc = machine()
     lengths = E.Encoder(info.backend_json, MAX_SEQ_LENGTH, info.pad_id, info.sep_id) \
         .encode(texts[:20000])[2]
@@ -184,10 +255,24 @@ def main() -> None:
                  f"{100 * (lengths > MAX_SEQ_LENGTH).mean():.0f}% longer than {MAX_SEQ_LENGTH}), "
                  f"vocabulary {info.vocab_size}, median of {args.repeats}, {mc['cores']} cores",
                  ["side", "rows", "seconds", "rows/s", "vs stage"], table_rows)
+    import numpy as np
+
+    q = np.percentile(long_chars, [50, 99])
+    long_text = table(
+        f"tokenize, long tail: {len(long_texts):,} reviews (characters: median {q[0]:,.0f}, "
+        f"mean {np.mean(long_chars):,.0f}, p99 {q[1]:,.0f}, max {max(long_chars):,}; tokens: "
+        f"mean {long_lengths.mean():.0f}, {100 * (long_lengths > MAX_SEQ_LENGTH).mean():.0f}% "
+        f"longer than {MAX_SEQ_LENGTH}), same ids checked on every text, median of "
+        f"{args.repeats}, {mc['cores']} cores",
+        ["side", "rows", "seconds", "rows/s", "vs stage"], long_rows_table)
     goals = [goal("stage rows/s / the faster bare tokenizer's rows/s (per core, all cores)",
                   ratio_bare, GOAL_BARE),
-             goal("stage rows/s / the book's row-at-a-time UDF rows/s", ratio_row, GOAL_ROW)]
+             goal("stage rows/s / the book's row-at-a-time UDF rows/s", ratio_row, GOAL_ROW),
+             goal("long tail: stage rows/s / the faster bare full-text tokenizer's rows/s",
+                  ratio_long, GOAL_LONG)]
     print(text)
+    print()
+    print(long_text)
     print(f"\nvs the same row UDF with the fast tokenizer {rate['stage'] / rate['row_fast']:.1f}x")
     print(goal_lines(goals))
     save("tokenization", {"rows": rows, "row_udf_rows": small_rows, "times": times,
@@ -195,11 +280,28 @@ def main() -> None:
                           "ratio_vs_bare": ratio_bare, "ratio_vs_row_udf": ratio_row,
                           "ratio_vs_row_udf_fast": rate["stage"] / rate["row_fast"],
                           "ratio_pandas_udf_vs_stage": rate["stage_pandas_udf"] / rate["stage"],
-                          "table": text, "goals": goals})
-    bc.unpersist()
-    bc2.unpersist()
+                          "long_rows": len(long_texts), "ratio_long_vs_bare_full": ratio_long,
+                          "prefix_stats": prefix_enc.stats,
+                          "table": text + "\n\n" + long_text, "goals": goals})
+    for b in (bc, bc2, bc3):
+        b.unpersist()
     pool.close()
     spark.stop()
+
+
+def _full_text_encoder(info, max_seq_length: int):
+    """A mapInArrow function: the stage's encoding with prefixes off (every text in full)."""
+    json_text, pad, sep = info.backend_json, info.pad_id, info.sep_id
+
+    def run(batches):
+        from reviewlake.features import encode as E
+
+        enc = E._ENCODERS.get(("full", max_seq_length))
+        if enc is None:
+            enc = E._ENCODERS[("full", max_seq_length)] = E.Encoder(
+                json_text, max_seq_length, pad, sep, prefix_chars=0)
+        return E.encode_batches(batches, "review_body", lambda: enc)
+    return run
 
 
 if __name__ == "__main__":
