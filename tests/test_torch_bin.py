@@ -2,7 +2,8 @@
 
 A real file written by torch (torchfcpe's pitch estimator, from its PyPI wheel, fetched by
 `make models`), files written by tests/torch_zip.py (shared storages, offsets, strides, every
-dtype), the restricted unpickler, and the one-line errors of files that cannot be read."""
+dtype), the restricted unpickler, MiniLM as a pytorch_model.bin directory, and the one-line
+errors of files that cannot be read."""
 import hashlib
 import os
 import pickle
@@ -16,6 +17,7 @@ import pytest
 import torch_zip as tz
 from reviewlake.errors import UserError
 from reviewlake.train import torch_bin
+from test_pretrained import _keep_the_environment, assert_every_weight_is, minilm  # noqa: F401
 
 # torchfcpe==0.0.4's torchfcpe/assets/fcpe_c_v001.pt (the Makefile pins the same sha256)
 FCPE = Path(os.environ.get("REVIEWLAKE_FCPE", Path.home() / ".cache" / "reviewlake" / "models" /
@@ -181,6 +183,53 @@ def test_a_pickle_cannot_change_the_stand_ins(tmp_path):
     with pytest.raises(UserError, match="truncated or corrupt .*sets the state"):
         torch_bin.load(_checkpoint(tmp_path / "build.bin", build))
     assert torch_bin.STORAGE_TYPES["FloatStorage"].dtype == np.float32
+
+
+@pytest.mark.parametrize("dtype", ["float32", "float16", "bfloat16"])
+def test_minilm_as_pytorch_model_bin_loads_every_weight(minilm, tmp_path, dtype):  # noqa: F811
+    """MiniLM's safetensors written as pytorch_model.bin: every float tensor a view of one
+    shared storage at its offset, the 2-D ones transposed views; every TF weight equals the
+    safetensors' tensor (in float16 / bfloat16: that tensor rounded so)."""
+    import safetensors.numpy
+
+    from reviewlake.train.model import load_pretrained_encoder
+
+    state = safetensors.numpy.load_file(str(minilm / "model.safetensors"))
+    (tmp_path / "config.json").write_text((minilm / "config.json").read_text())
+    tz.save(tmp_path / "pytorch_model.bin", tz.packed(state, dtype))
+    with zipfile.ZipFile(tmp_path / "pytorch_model.bin") as zf:
+        assert len([n for n in zf.namelist() if "/data/" in n]) == 2   # floats, position_ids
+    rounded = {"float32": lambda a: a, "float16": lambda a: a.astype(np.float16),
+               "bfloat16": tz.bfloat16_round}[dtype]
+    expected = {k: rounded(v) if v.dtype.kind == "f" else v for k, v in state.items()}
+    assert_every_weight_is(load_pretrained_encoder(str(tmp_path)), expected)
+
+
+def test_safetensors_wins_over_pytorch_model_bin(minilm, tmp_path):  # noqa: F811
+    from reviewlake.train.model import _read_state_dict
+
+    (tmp_path / "model.safetensors").symlink_to(minilm / "model.safetensors")
+    (tmp_path / "pytorch_model.bin").write_bytes(b"PK")
+    source, _ = _read_state_dict(str(tmp_path))
+    assert source.endswith("model.safetensors")
+
+
+def test_a_state_dict_that_does_not_fit_the_config_is_one_line(minilm, tmp_path):  # noqa: F811
+    import safetensors.numpy
+
+    from reviewlake.train.model import load_pretrained_encoder
+
+    state = safetensors.numpy.load_file(str(minilm / "model.safetensors"))
+    (tmp_path / "config.json").write_text((minilm / "config.json").read_text())
+    bin_file = tmp_path / "pytorch_model.bin"
+    cases = {"1 weights missing": {k: v for k, v in state.items() if k != "pooler.dense.bias"},
+             "of another shape": dict(state, **{"pooler.dense.bias": np.zeros(7, np.float32)})}
+    for message, broken in cases.items():
+        tz.save(bin_file, {k: tz.tensor(v) for k, v in broken.items()})
+        with pytest.raises(UserError, match=f"pytorch_model.bin does not fit its config.json: "
+                                            f".*{message}") as err:
+            load_pretrained_encoder(str(tmp_path))
+        assert "\n" not in str(err.value)
 
 
 def _good(path: Path) -> Path:
