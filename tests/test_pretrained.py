@@ -52,12 +52,11 @@ def encoder(minilm):
     return load_pretrained_encoder(str(minilm))
 
 
-def test_every_weight_is_the_checkpoints_tensor(encoder, minilm):
-    import safetensors.numpy
+def assert_every_weight_is(encoder, state: dict) -> None:
+    """Every weight of MiniLM's TF model equals its tensor of the (PyTorch) state dict."""
     from transformers.modeling_tf_pytorch_utils import (TransposeType,
                                                         convert_tf_weight_name_to_pt_weight_name)
 
-    state = safetensors.numpy.load_file(str(minilm / "model.safetensors"))
     assert encoder.config.model_type == "bert" and encoder.config.hidden_size == 384
     used = set()
     for w in encoder.weights:
@@ -69,6 +68,12 @@ def test_every_weight_is_the_checkpoints_tensor(encoder, minilm):
         used.add(name)
     assert len(encoder.weights) == 103
     assert set(state) - used == {"embeddings.position_ids"}   # a buffer, not a weight
+
+
+def test_every_weight_is_the_checkpoints_tensor(encoder, minilm):
+    import safetensors.numpy
+
+    assert_every_weight_is(encoder, safetensors.numpy.load_file(str(minilm / "model.safetensors")))
 
 
 def embed(encoder, minilm, texts):
@@ -140,9 +145,13 @@ def test_directories_that_cannot_be_loaded_are_one_line(tmp_path, minilm):
         d.mkdir()
         (d / "config.json").write_text(body)
     (tmp_path / "torch" / "pytorch_model.bin").write_bytes(b"PK")
+    (tmp_path / "noweights").mkdir()
+    (tmp_path / "noweights" / "config.json").write_text((minilm / "config.json").read_text())
     expected = {"nothing": "is not a directory", "no config.json": "has no config.json",
-                "roberta": "BERT-family encoders", "torch": "needs torch to read"}
-    for name in ("roberta", "torch"):
+                "roberta": "BERT-family encoders",
+                "torch": "pytorch_model.bin is truncated or corrupt",
+                "noweights": "needs tf_model.h5, model.safetensors or pytorch_model.bin"}
+    for name in ("roberta", "torch", "noweights"):
         cases[name] = tmp_path / name
     for name, path in cases.items():
         with pytest.raises(UserError, match=expected[name]) as err:

@@ -1,8 +1,8 @@
 """The classifier: DistilBERT (transformers, TensorFlow) with the book's head.
 
 The encoder is DistilBERT built from a config (``tiny``, ``distilbert-base``: random init) or
-any BERT-family encoder directory (``--model DIR``: DistilBERT, BERT, MiniLM; TensorFlow or
-safetensors layout, loaded without torch).
+any BERT-family encoder directory (``--model DIR``: DistilBERT, BERT, MiniLM; TensorFlow
+layout, or PyTorch layout as safetensors or pytorch_model.bin, loaded without torch).
 
 input_ids, input_mask -> DistilBERT -> BiLSTM -> global max pool -> dense(relu) -> dropout ->
 dense(num_labels, softmax). The output is a probability distribution, so the loss is sparse
@@ -55,8 +55,9 @@ def load_pretrained_encoder(path: str):
     """A Hugging Face BERT-family encoder directory (DistilBERT, BERT, MiniLM, ...) as a
     TensorFlow model, without torch and without a model hub.
 
-    ``tf_model.h5`` (TensorFlow layout) loads with ``from_pretrained``. ``model.safetensors``
-    (PyTorch layout) is read as numpy arrays and assigned to a model built from
+    ``tf_model.h5`` (TensorFlow layout) loads with ``from_pretrained``. The PyTorch layout's
+    state dict, ``model.safetensors`` or else ``pytorch_model.bin`` (torch.save's zip format,
+    read by :mod:`.torch_bin`), is read as numpy arrays and assigned to a model built from
     ``config.json``, weight by weight (transformers' PyTorch-to-TF name mapping); every weight
     of the TF model must come from the file. (``TFAutoModel.from_pretrained`` on such a
     directory fails with transformers 4.57 and safetensors 0.8, and its fallback needs torch.)
@@ -79,28 +80,44 @@ def load_pretrained_encoder(path: str):
     config = AutoConfig.from_pretrained(path)
     if os.path.isfile(os.path.join(path, "tf_model.h5")):
         return TFAutoModel.from_pretrained(path, config=config)
-    weights = os.path.join(path, "model.safetensors")
-    if not os.path.isfile(weights):
-        what = ("pytorch_model.bin, which needs torch to read: convert it once to "
-                "model.safetensors (safetensors.torch.save_file on the state dict) where torch is")\
-            if os.path.isfile(os.path.join(path, "pytorch_model.bin")) else "no weights"
-        raise UserError(f"{path} has {what}; --model needs tf_model.h5 or model.safetensors")
-    return _from_safetensors(config, weights)
+    weights, state = _read_state_dict(path)
+    return _from_state_dict(config, state, weights)
 
 
-def _from_safetensors(config, weights: str):
-    import safetensors.numpy
+def _read_state_dict(path: str) -> tuple[str, dict]:
+    """The PyTorch layout's state dict (name -> numpy array) and the file it came from."""
+    safetensors_file = os.path.join(path, "model.safetensors")
+    if os.path.isfile(safetensors_file):
+        import safetensors.numpy
+
+        return safetensors_file, safetensors.numpy.load_file(safetensors_file)
+    bin_file = os.path.join(path, "pytorch_model.bin")
+    if os.path.isfile(bin_file):
+        from .torch_bin import load_state_dict
+
+        return bin_file, load_state_dict(bin_file)
+    raise UserError(f"{path} has no weights; --model needs tf_model.h5, model.safetensors or "
+                    f"pytorch_model.bin")
+
+
+def _from_state_dict(config, state: dict, source_name: str):
+    """A TF model built from ``config`` with every weight taken from a PyTorch state dict."""
     from transformers import TFAutoModel
     from transformers.modeling_tf_pytorch_utils import load_pytorch_state_dict_in_tf2_model
 
     model = TFAutoModel.from_config(config)
     model(model.dummy_inputs, training=False)          # create the variables
-    state = safetensors.numpy.load_file(weights)
-    model, info = load_pytorch_state_dict_in_tf2_model(model, state, output_loading_info=True)
+    try:
+        model, info = load_pytorch_state_dict_in_tf2_model(model, state, allow_missing_keys=True,
+                                                           output_loading_info=True)
+    except (ValueError, AssertionError, tf.errors.InvalidArgumentError) as e:  # a shape
+        detail = " ".join(str(e).split())
+        raise UserError(f"{source_name} does not fit its config.json: a weight of another "
+                        f"shape ({detail:.200})") from None
     if info.get("missing_keys") or info.get("mismatched_keys"):
         missing = list(info.get("missing_keys") or []) + \
             [str(k) for k in info.get("mismatched_keys") or []]
-        raise UserError(f"{weights} does not fit its config.json: {len(missing)} weights "
+        raise UserError(f"{source_name} does not fit its config.json: {len(missing)} weights "
                         f"missing or of another shape (first: {missing[0]})")
     return model
 
