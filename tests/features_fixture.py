@@ -51,10 +51,11 @@ def make_features(root: Path, rows: int = 6000, max_seq_length: int = 32, files:
         enc = tokenizer([t for t, _ in items], max_length=max_seq_length, padding="max_length",
                         truncation=True)
         (root / name).mkdir(exist_ok=True)
-        paths = []
+        paths, per_file = [], {}
         for k in range(files):
             rel = f"{name}/part-{k:05d}.tfrecord"
             paths.append(rel)
+            per_file[rel] = len(range(k, len(items), files))
             with tf.io.TFRecordWriter(str(root / rel)) as w:
                 for i in range(k, len(items), files):
                     feats = {
@@ -65,6 +66,7 @@ def make_features(root: Path, rows: int = 6000, max_seq_length: int = 32, files:
                         for k2, v in feats.items()}))
                     w.write(ex.SerializeToString())
         labels = {str(l): sum(1 for _, x in items if x == l) for l in range(5)}
-        meta["splits"][name] = {"count": len(items), "labels": labels, "files": paths}
+        meta["splits"][name] = {"count": len(items), "labels": labels, "files": paths,
+                                "file_records": per_file}
     (root / "_meta.json").write_text(json.dumps(meta, indent=2))
     return root

@@ -85,6 +85,19 @@ def read_split(tf, out, meta, split):
     return {k: np.array(v) for k, v in rows.items()}
 
 
+def _records_in(path) -> int:
+    """Records in an uncompressed TFRecord file, by walking its length-prefixed frames."""
+    import struct
+
+    data, at, n = path.read_bytes(), 0, 0
+    while at < len(data):
+        (length,) = struct.unpack_from("<Q", data, at)
+        at += 8 + 4 + length + 4
+        n += 1
+    assert at == len(data)
+    return n
+
+
 def record_multiset(recs):
     return Counter((int(l), tuple(i), tuple(m)) for l, i, m in
                    zip(recs["label_ids"], recs["input_ids"], recs["input_mask"]))
@@ -121,6 +134,11 @@ def test_output_layout_and_meta_contract(first):
             sorted(f.split("/", 1)[1] for f in s["files"])
         assert not (out / split / "_temporary").exists()
         assert s["bytes"] == sum((out / f).stat().st_size for f in s["files"])
+        # records per file (train's exact per-rank shares come from these), as read back
+        assert list(s["file_records"]) == s["files"]
+        assert sum(s["file_records"].values()) == s["count"]
+        for f, n in s["file_records"].items():
+            assert n == _records_in(out / f)
     assert len(meta["splits"]["train"]["files"]) == 2  # min_files, so 2 ranks can shard
     t = meta["tokenizer"]
     assert t["path"] == "tokenizer" and t["kind"] == "trained-wordpiece" and t["source"] is None

@@ -367,7 +367,7 @@ def run_prepare(spark: SparkSession, lake: str, output: str,
             W.write_split_jar(part, split_dir, opts.compression)
             files = W.list_split_files(fs, split_dir)
             # what the data source wrote, read back and parsed (not the expected counts)
-            records, labels = W.read_back_jar(spark, split_dir, files)
+            records, labels, per_file = W.read_back_jar(spark, split_dir, files)
         else:
             stats = W.write_split_python(part, split_dir, run_tag, opts.compression,
                                          opts.max_seq_length, s3) if count else []
@@ -377,6 +377,7 @@ def run_prepare(spark: SparkSession, lake: str, output: str,
                            key=lambda f: f["file"])
             labels = {str(i): sum(s["labels"][i] for s in stats) for i in range(NUM_LABELS)}
             records = sum(s["records"] for s in stats)
+            per_file = {s["file"]: int(s["records"]) for s in stats}
             if sorted(on_disk) != [f["file"] for f in files] or any(
                     on_disk[f["file"]]["bytes"] != f["bytes"] for f in files):
                 raise CountMismatch(f"{name}: the files on disk ({len(on_disk)}) are not the "
@@ -390,6 +391,9 @@ def run_prepare(spark: SparkSession, lake: str, output: str,
         splits_meta[name] = {
             "count": count, "labels": by_split[name],
             "files": [f"{name}/{f['file']}" for f in files],
+            # records per file: train gives every process an exact, equal share from these
+            "file_records": {f"{name}/{f['file']}": int(per_file.get(f["file"], 0))
+                             for f in files},
             "bytes": sum(f["bytes"] for f in files),
         }
     phase("tfrecord")

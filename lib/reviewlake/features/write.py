@@ -197,20 +197,26 @@ def write_split_jar(df, split_dir: str, compression: str) -> None:
     writer.save(split_dir)
 
 
-def read_back_jar(spark, split_dir: str, files: list[dict[str, Any]]) -> tuple[int, dict[str, int]]:
-    """Records and records per label in the files spark-tfrecord wrote, read back through the
-    same data source (every record parsed): the count check of the jar path."""
+def read_back_jar(spark, split_dir: str, files: list[dict[str, Any]]
+                  ) -> tuple[int, dict[str, int], dict[str, int]]:
+    """Records, records per label and records per file (by name) in the files spark-tfrecord
+    wrote, read back through the same data source (every record parsed): the count check of
+    the jar path."""
     from pyspark.sql import functions as F
 
+    labels = {str(i): 0 for i in range(NUM_LABELS)}
     if not files:
-        return 0, {str(i): 0 for i in range(NUM_LABELS)}
+        return 0, labels, {}
     paths = [join(split_dir, f["file"]) for f in files]
     rows = (spark.read.format("tfrecord").option("recordType", "Example").load(paths)
-            .groupBy(F.col("label_ids").cast("long").alias("label")).count().collect())
-    labels = {str(i): 0 for i in range(NUM_LABELS)}
+            .groupBy(F.input_file_name().alias("path"),
+                     F.col("label_ids").cast("long").alias("label")).count().collect())
+    per_file = {f["file"]: 0 for f in files}
     for r in rows:
         labels[str(r["label"])] = labels.get(str(r["label"]), 0) + int(r["count"])
-    return sum(labels.values()), labels
+        name = r["path"].rstrip("/").rsplit("/", 1)[-1]
+        per_file[name] = per_file.get(name, 0) + int(r["count"])
+    return sum(labels.values()), labels, per_file
 
 
 def choose_writer(spark, requested: str, output: str) -> str:

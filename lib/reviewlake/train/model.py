@@ -31,6 +31,8 @@ def distilbert_config(spec: TrainSpec, vocab_size: int, max_seq_length: int) -> 
         t = spec.tiny
         return DistilBertConfig(vocab_size=vocab_size, dim=int(t["dim"]), n_layers=int(t["n_layers"]),
                                 n_heads=int(t["n_heads"]), hidden_dim=int(t["hidden_dim"]),
+                                dropout=float(t.get("dropout", 0.1)),
+                                attention_dropout=float(t.get("attention_dropout", 0.1)),
                                 max_position_embeddings=positions)
     if spec.model == "distilbert-base":
         return DistilBertConfig(vocab_size=vocab_size, max_position_embeddings=positions)

@@ -44,7 +44,8 @@ class TrainSpec:
     dense_units: int = 50
     dropout: float = 0.1
     tiny: dict[str, Any] = field(default_factory=lambda: {
-        "dim": 64, "n_layers": 2, "n_heads": 2, "hidden_dim": 256})
+        "dim": 64, "n_layers": 2, "n_heads": 2, "hidden_dim": 256,
+        "dropout": 0.1, "attention_dropout": 0.1})
     tensorboard: bool = True
     intra_op_threads: int = 0         # CPU threads per process; 0: cores / local processes
     inter_op_threads: int = 0         # 0: min(2, intra_op_threads)
@@ -83,4 +84,7 @@ class TrainSpec:
         unknown = sorted(set(data) - known)
         if unknown:
             raise UserError(f"unknown train option(s) {', '.join(unknown)} in the profile's train section")
+        if isinstance(data.get("tiny"), dict):   # keys given (e.g. tiny.dropout) over the defaults
+            data = dict(data, tiny={**cls.__dataclass_fields__["tiny"].default_factory(),
+                                    **data["tiny"]})
         return cls(**data)

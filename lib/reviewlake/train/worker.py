@@ -138,13 +138,16 @@ def train(spec) -> dict:
     steps = spec.steps_per_epoch or data.steps_for(features.count("train"), spec.batch_size, size)
     val_steps = spec.validation_steps or data.steps_for(
         max(1, features.count("validation")), spec.batch_size, size)
-    # Steps come from the global count either way: each process reads about count/size.
+    if features.count("train") < size:
+        from ..errors import UserError
+
+        raise UserError(f"the train split has {features.count('train')} records for {size} "
+                        f"processes: prepare more data or start fewer processes")
+    # Steps come from the global count: every process reads an exact share of count/size
+    # records (within one), and an epoch of steps x batch is one pass over it plus less than
+    # one batch.
     shard_index, shard_count = data.shard_position(spec.shard, rank, size, hvd.local_rank(),
                                                    hvd.local_size())
-    train_ds = data.make_dataset(features, "train", spec.batch_size, shard_index, shard_count,
-                                 shuffle=True, repeat=True, seed=spec.seed,
-                                 shuffle_buffer=spec.shuffle_buffer)
-    val_ds = data.make_dataset(features, "validation", spec.batch_size, rank, size, repeat=True)
 
     model = build_model(spec, len(tokenizer), length, features.num_labels)
     lr = spec.learning_rate * size
@@ -155,9 +158,11 @@ def train(spec) -> dict:
         sparse_as_dense=spec.sparse_as_dense)
     model.compile(optimizer=optimizer, loss=loss(), metrics=["accuracy"])
 
-    # Checkpoint state: weights, optimizer slots, epochs done. Every rank restores the same
-    # checkpoint (checkpoints live on storage all local processes see); rank 0's state is
-    # broadcast after the first step in any case.
+    # Checkpoint state: weights, optimizer slots, epochs done. The slots exist before the
+    # restore (so it fills them now, not at the first step), every rank that sees the
+    # checkpoint restores it, and rank 0's whole state is broadcast before the first step:
+    # no update is computed from another state than the checkpoint's.
+    optimizer._create_all_weights(model.trainable_variables)
     epoch_var = tf.Variable(0, dtype=tf.int64, trainable=False, name="epochs_done")
     checkpoint = tf.train.Checkpoint(model=model, optimizer=optimizer, epochs_done=epoch_var)
     manager = tf.train.CheckpointManager(checkpoint, ckpt_dir, max_to_keep=3)
@@ -177,6 +182,16 @@ def train(spec) -> dict:
         # Hosts need not share a checkpoint directory (SageMaker restores one per host):
         # every rank continues from rank 0's epoch; its weights follow with the broadcast.
         initial_epoch, history = hvd_core.broadcast_object((initial_epoch, history), 0)
+    if size > 1:
+        hvd_core.broadcast_variables(model.variables + optimizer.variables(), root_rank=0)
+    # Epoch e's order is a function of (seed, rank, e): a resumed run reads what the
+    # uninterrupted run would have read.
+    train_ds = data.make_dataset(features, "train", spec.batch_size, shard_index, shard_count,
+                                 shuffle=True, repeat=True, seed=spec.seed,
+                                 shuffle_buffer=spec.shuffle_buffer,
+                                 epoch_records=steps * spec.batch_size, first_epoch=initial_epoch)
+    val_ds = data.make_dataset(features, "validation", spec.batch_size, rank, size, repeat=True,
+                               epoch_records=val_steps * spec.batch_size)
 
     timings: list[float] = []
 
@@ -198,10 +213,7 @@ def train(spec) -> dict:
                 manager.save(checkpoint_number=epoch + 1)
                 _atomic_write(os.path.join(ckpt_dir, HISTORY), json.dumps(history, indent=2))
 
-    callbacks = [
-        hvd.callbacks.BroadcastGlobalVariablesCallback(0),
-        hvd.callbacks.MetricAverageCallback(),
-    ]
+    callbacks = [hvd.callbacks.MetricAverageCallback()]   # the state was broadcast above
     if spec.warmup_epochs > 0 and initial_epoch < spec.warmup_epochs:
         callbacks.append(hvd.callbacks.LearningRateWarmupCallback(
             initial_lr=lr, warmup_epochs=spec.warmup_epochs, steps_per_epoch=steps, verbose=0))
