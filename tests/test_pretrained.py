@@ -274,3 +274,6 @@ def test_the_init_flag_and_profile_key_reach_the_spec(tmp_path):
         spec("--init", "scratch")
     with pytest.raises(UserError, match="--init must be one of"):
         spec("--set", "train.init=scratch")
+    with pytest.raises(UserError, match="does not stage a remote encoder") as err:
+        spec("--model", "s3://bucket/models/distilbert-base-uncased")
+    assert "\n" not in str(err.value)

@@ -75,6 +75,11 @@ def spec_from_config(cfg, allow_s3: bool = False) -> TrainSpec:
                             f"--launcher spark, got {section[key]}; on SageMaker use "
                             "reviewlake launch sagemaker --stage train")
         section[key] = os.path.abspath(str(section[key]))
+    model = str(section.get("model") or "")
+    if is_remote(model):
+        raise UserError(f"--model {model}: train does not stage a remote encoder; copy the "
+                        "directory to local disk on every training host (on EMR, a bootstrap "
+                        "action running aws s3 cp --recursive) and pass that path")
     return TrainSpec.from_dict(section).validate()
 
 
