@@ -72,6 +72,12 @@ class TrainSpec:
             raise UserError(f"shard must be one of {', '.join(SHARD_MODES)}, got {self.shard!r}")
         if self.cycle_time_ms is not None and not self.cycle_time_ms > 0:
             raise UserError(f"train.cycle_time_ms must be positive, got {self.cycle_time_ms}")
+        if self.warmup_epochs < 0 or self.warmup_epochs != int(self.warmup_epochs):
+            # Horovod's LearningRateWarmupCallback tests the whole epoch against its end, so a
+            # fractional warm-up ramps on to the end of that epoch and leaves the rate above
+            # the target (0.5 epochs, 2 processes: 1.5x, measured in metrics.json's history).
+            raise UserError(f"train.warmup_epochs must be a whole number of epochs (0: none), "
+                            f"got {self.warmup_epochs}")
         if self.steps_per_epoch is not None and self.steps_per_epoch < 1:
             raise UserError(f"--steps-per-epoch must be at least 1, got {self.steps_per_epoch}")
         return self
