@@ -1,6 +1,6 @@
 """Fine-tuning: a pretrained encoder against the same architecture from random init.
 
-    python benchmarks/finetune.py [--rows 20000] [--epochs 2] [--steps 60] [--batch-size 16]
+    python benchmarks/finetune.py [--rows 20000] [--epochs 2] [--steps 40] [--batch-size 16]
                                   [--learning-rate 5e-5] [--max-seq-length 64] [--np 2]
 
 Features come from the real upstream stages (generate -> ingest -> prepare with the encoder's
@@ -120,11 +120,12 @@ def main() -> None:
     ap.add_argument("--max-seq-length", type=int, default=64)
     ap.add_argument("--np", type=int, default=2, help="training processes")
     ap.add_argument("--epochs", type=int, default=2)
-    ap.add_argument("--steps", type=int, default=60, help="steps per epoch")
+    ap.add_argument("--steps", type=int, default=40, help="steps per epoch")
     ap.add_argument("--batch-size", type=int, default=16, help="per process")
     ap.add_argument("--learning-rate", type=float, default=5e-5,
                     help="per process (scaled by --np), the same for both sides")
-    ap.add_argument("--warmup-epochs", type=float, default=0.5)
+    ap.add_argument("--warmup-epochs", type=int, default=1,
+                    help="the learning rate's warm-up (whole epochs), the same for both")
     ap.add_argument("--seed", type=int, default=42)
     args = ap.parse_args()
     if not (args.model / "config.json").is_file():
