@@ -19,7 +19,7 @@ from common import ROOT, WORK, machine, versions
 
 BENCH = ROOT / "benchmarks"
 # Order: cheap first; the end-to-end run last.
-ORDER = ["ingest", "quality", "tokenization", "tfrecord", "train", "end_to_end"]
+ORDER = ["ingest", "quality", "tokenization", "tfrecord", "train", "finetune", "end_to_end"]
 QUICK = {"ingest": ["--rows", "20000", "--repeats", "1"],
          "quality": ["--rows", "5000", "--repeats", "1", "--warmup", "0"],
          "tokenization": ["--rows", "1500", "--row-udf-rows", "100", "--long-rows", "1500",
@@ -27,6 +27,8 @@ QUICK = {"ingest": ["--rows", "20000", "--repeats", "1"],
          "tfrecord": ["--records", "3000", "--e2e-records", "500", "--repeats", "1"],
          "train": ["--records", "1200", "--epochs", "2", "--steps", "8", "--repeats", "1",
                    "--batches", "50"],
+         "finetune": ["--rows", "3000", "--max-seq-length", "16", "--epochs", "1", "--steps",
+                      "3", "--batch-size", "4"],
          "end_to_end": ["--rows", "5000", "--repeats", "1"]}
 NOTES = BENCH / "NOTES.md"   # what was tried, before/after figures (kept by hand)
 

@@ -3,6 +3,7 @@ import json
 import os
 import subprocess
 import sys
+from pathlib import Path
 
 import pytest
 
@@ -63,6 +64,37 @@ def test_train_and_end_to_end_benchmarks_write_their_tables(tmp_path):
     text = out.read_text()
     assert "## train" in text and "## end_to_end" in text and "Peak memory" in text
     assert "| train | 2 processes samples/s / 1 process samples/s |" in text
+
+
+@pytest.mark.slow
+def test_finetune_benchmark_trains_both_sides_on_the_same_features(tmp_path):
+    """run_all --quick --only finetune: the pretrained encoder and its random-init twin, each
+    a real `reviewlake train` run, side by side in one table (RESULTS.md under tmp_path)."""
+    minilm = Path.home() / ".cache" / "reviewlake" / "models" / "all-MiniLM-L6-v2"
+    if not (minilm / "model.safetensors").is_file():
+        pytest.skip(f"no pretrained encoder at {minilm} (`make setup` unpacks it)")
+    env = dict(os.environ, REVIEWLAKE_BENCH_DIR=str(tmp_path))
+    env.pop("TF_USE_LEGACY_KERAS", None)
+    out = tmp_path / "RESULTS.md"
+    proc = subprocess.run([sys.executable, "benchmarks/run_all.py", "--quick", "--only",
+                           "finetune", "--output", str(out)], cwd=ROOT, env=env,
+                          capture_output=True, text=True, timeout=1200)
+    assert proc.returncode == 0, proc.stdout[-3000:] + proc.stderr[-3000:]
+    result = json.loads((tmp_path / "results" / "finetune.json").read_text())
+    pre, rnd = result["runs"]
+    assert (pre["init"], rnd["init"]) == ("pretrained", "random")
+    assert pre["encoder"] == {"model": str(minilm), "init": "pretrained", "frozen": False}
+    assert rnd["encoder"]["init"] == "random"
+    for r in (pre, rnd):   # the same budget on both sides
+        assert r["steps_per_epoch"] == 3 and r["world_size"] == 2 and len(r["history"]) == 1
+        assert 0 <= r["test_accuracy"] <= 1 and r["test_count"] == result["splits"]["test"] > 0
+        assert r["train_seconds"] > 0 and r["macro_f1"] is not None
+    assert pre["learning_rate"] == rnd["learning_rate"]
+    assert 0 < result["baseline_accuracy"] <= 1
+    assert result["accuracy_difference"] == pytest.approx(pre["test_accuracy"] - rnd["test_accuracy"])
+    assert "| pretrained - random" in result["table"] and "| random " in result["table"]
+    text = out.read_text()
+    assert "## finetune" in text and "| init " in text
 
 
 def test_a_partial_run_keeps_the_tables_of_earlier_runs_in_the_same_mode(tmp_path, monkeypatch):

@@ -56,3 +56,42 @@ def test_invalid_yaml_and_cycles(tmp_path):
         Config.load(loop)
     with pytest.raises(UserError, match="key=value"):
         Config.load(None, ["novalue"])
+
+
+def test_home_is_expanded_in_path_keys_only(tmp_path, monkeypatch):
+    monkeypatch.setenv("HOME", str(tmp_path / "home"))
+    prof = tmp_path / "p.yaml"
+    prof.write_text("extends: " + str(resolve_profile("local")) + "\n"
+                    "data: {features: ~/f, model: /abs/m}\n"
+                    "ingest: {input: [~/raw/a.tsv, s3://b/~x]}\n"
+                    "prepare: {tokenizer: ~/tok}\n"
+                    "spark: {app_name: ~app}\n")
+    cfg = Config.load(prof, ["train.model=~/enc", "quality.repository=~/hist"])
+    home = str(tmp_path / "home")
+    assert cfg.get("data.features") == f"{home}/f" and cfg.get("data.model") == "/abs/m"
+    assert cfg.get("ingest.input") == [f"{home}/raw/a.tsv", "s3://b/~x"]
+    assert cfg.get("prepare.tokenizer") == f"{home}/tok"
+    assert cfg.get("train.model") == f"{home}/enc" and cfg.get("quality.repository") == f"{home}/hist"
+    assert cfg.get("spark.app_name") == "~app"          # not a path key: left as written
+    cfg.apply({"data.features": "~/flag", "train.checkpoint_dir": "~/ck"})   # --x=~/... flags
+    assert cfg.get("data.features") == f"{home}/flag" and cfg.get("train.checkpoint_dir") == f"{home}/ck"
+
+
+def test_minilm_profile_fine_tunes_the_cached_encoder_in_its_own_directories(monkeypatch, tmp_path):
+    from reviewlake.train.cli import spec_from_config
+
+    monkeypatch.setenv("HOME", str(tmp_path))
+    cfg = Config.load("minilm")
+    local = Config.load("local")
+    assert cfg.source.endswith("conf/minilm.yaml")
+    minilm = str(tmp_path / ".cache" / "reviewlake" / "models" / "all-MiniLM-L6-v2")
+    assert cfg.get("prepare.tokenizer") == minilm and cfg.get("train.model") == minilm
+    for key in ("data.features", "data.model"):   # its own outputs: the default demo's are kept
+        assert cfg.get(key) != local.get(key) and "minilm" in cfg.get(key)
+    for key in ("data.raw", "data.lake", "data.quality", "generate.rows", "train.np"):
+        assert cfg.get(key) == local.get(key), key   # the rest is local.yaml's
+    spec = spec_from_config(cfg)
+    assert spec.model == minilm and spec.init == "pretrained" and spec.encoder_init == "pretrained"
+    assert spec.input.endswith("data/features-minilm") and spec.output.endswith("data/model-minilm")
+    assert spec.learning_rate <= 1e-4 and spec.steps_per_epoch and spec.batch_size <= 32
+    assert cfg.get("prepare.max_seq_length") <= 128

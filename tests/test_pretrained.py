@@ -184,8 +184,105 @@ def test_two_processes_fine_tune_it_checkpoint_and_export(minilm, spark, tmp_pat
     assert proc.returncode == 0, proc.stdout[-3000:] + proc.stderr[-3000:]
     m = json.loads((out / "metrics.json").read_text())
     assert m["world_size"] == 2 and m["ranks_consistent"] is True
+    assert m["encoder"] == {"model": str(minilm), "init": "pretrained", "frozen": True}
     assert (out / "saved_model" / "saved_model.pb").exists()
     assert any((out / "checkpoints").iterdir())
     pred = run_cli("predict", "--model", str(out), "--json", "great product, love it")
     assert pred.returncode == 0, pred.stderr[-2000:]
     assert 1 <= json.loads(pred.stdout.strip().splitlines()[-1])["star_rating"] <= 5
+
+
+def test_random_init_is_the_same_architecture_with_fresh_seeded_weights(encoder, minilm, tmp_path):
+    """--init random: the directory's architecture (every variable, by name and shape) from its
+    config.json alone, with other values than the checkpoint's; the same seed gives the same
+    weights, another seed others."""
+    from reviewlake.train.model import random_init_encoder
+
+    config_only = tmp_path / "config-only"
+    config_only.mkdir()
+    (config_only / "config.json").write_text((minilm / "config.json").read_text())
+    fresh = random_init_encoder(str(config_only), seed=7)    # no weights file to read
+    def name(w):   # without the model's own (per-instance) name: bert/embeddings/...
+        return w.name.split("/", 1)[1]
+
+    assert [(name(w), tuple(w.shape)) for w in fresh.weights] == \
+        [(name(w), tuple(w.shape)) for w in encoder.weights]
+    pretrained = {name(w): w.numpy() for w in encoder.weights}
+    matrices = [w for w in fresh.weights if len(w.shape) == 2]
+    assert len(matrices) > 30
+    for w in matrices:   # every embedding and kernel differs from the checkpoint's
+        assert not np.allclose(w.numpy(), pretrained[name(w)]), w.name
+    std = fresh.config.initializer_range
+    word = fresh.weights[0].numpy()
+    assert "word_embeddings" in fresh.weights[0].name and abs(word.std() - std) < 0.3 * std
+    same = random_init_encoder(str(minilm), seed=7)
+    other = random_init_encoder(str(minilm), seed=8)
+    for a, b, c in zip(fresh.weights, same.weights, other.weights):
+        np.testing.assert_array_equal(a.numpy(), b.numpy(), err_msg=a.name)
+    assert not all(np.array_equal(a.numpy(), c.numpy()) for a, c in zip(fresh.weights, other.weights)
+                   if len(a.shape) == 2)
+
+
+def test_random_init_of_directories_that_cannot_be_built_is_one_line(tmp_path):
+    from reviewlake.train.model import random_init_encoder
+
+    (tmp_path / "noconfig").mkdir()
+    (tmp_path / "roberta").mkdir()
+    (tmp_path / "roberta" / "config.json").write_text('{"model_type": "roberta"}')
+    (tmp_path / "broken").mkdir()
+    (tmp_path / "broken" / "config.json").write_text('{"model_type": ')
+    for name, expected in (("missing", "is not a directory"), ("noconfig", "has no config.json"),
+                           ("roberta", "BERT-family encoders"), ("broken", "not valid JSON")):
+        with pytest.raises(UserError, match=expected) as err:
+            random_init_encoder(str(tmp_path / name), seed=1)
+        assert "\n" not in str(err.value)
+
+
+def test_the_classifier_on_a_random_init_encoder_reads_no_weights(minilm, monkeypatch):
+    """build_model with init=random takes the random-init branch and never the checkpoint."""
+    from reviewlake.train import model as M
+    from reviewlake.train.spec import TrainSpec
+
+    def no_weights(path):
+        raise AssertionError("the pretrained weights were read")
+
+    monkeypatch.setattr(M, "load_pretrained_encoder", no_weights)
+    spec = TrainSpec(input="unused", output="unused", model=str(minilm), init="random", seed=3)
+    model = M.build_model(spec, vocab_size=30522, max_seq_length=16)
+    assert model.get_layer(index=2).config.hidden_size == 384
+    assert spec.encoder_init == "random"
+    assert TrainSpec(input="f", output="m", model=str(minilm)).encoder_init == "pretrained"
+    assert TrainSpec(input="f", output="m", model="tiny").encoder_init == "random"
+
+
+def test_init_modes_are_validated():
+    from reviewlake.train.spec import TrainSpec
+
+    for model in ("tiny", "distilbert-base", "/some/dir"):
+        for init in ("pretrained", "random"):
+            assert TrainSpec(input="f", output="m", model=model, init=init).validate().init == init
+    with pytest.raises(UserError, match="--init must be one of pretrained, random, got 'scratch'") as err:
+        TrainSpec(input="f", output="m", init="scratch").validate()
+    assert "\n" not in str(err.value)
+
+
+def test_the_init_flag_and_profile_key_reach_the_spec(tmp_path):
+    from reviewlake.cli import build_parser
+    from reviewlake.train.cli import spec_from_config, train_config
+
+    def spec(*argv):
+        args = build_parser().parse_args(["train", "--input", str(tmp_path / "f"),
+                                          "--output", str(tmp_path / "m"), *argv])
+        return spec_from_config(train_config(args))
+
+    assert spec().init == "pretrained"                                      # local.yaml
+    assert spec("--init", "random").init == "random"                        # the flag
+    assert spec("--set", "train.init=random").init == "random"              # the key
+    assert spec("--set", "train.init=random", "--init", "pretrained").init == "pretrained"
+    with pytest.raises(UserError, match="invalid choice: 'scratch'"):
+        spec("--init", "scratch")
+    with pytest.raises(UserError, match="--init must be one of"):
+        spec("--set", "train.init=scratch")
+    with pytest.raises(UserError, match="does not stage a remote encoder") as err:
+        spec("--model", "s3://bucket/models/distilbert-base-uncased")
+    assert "\n" not in str(err.value)

@@ -4,12 +4,15 @@ import os
 import re
 import shlex
 import subprocess
+from pathlib import Path
 
 import pytest
 
 from conftest import ROOT, VENV_BIN
 
 VENV = str(VENV_BIN.parent)
+# conf/minilm.yaml's encoder, which `make setup` unpacks (when PyPI could be reached)
+MINILM = Path.home() / ".cache" / "reviewlake" / "models" / "all-MiniLM-L6-v2"
 
 
 def readme_commands(with_exit_codes=False):
@@ -35,6 +38,11 @@ def test_readme_has_the_two_setup_commands():
     assert "make demo" in cmds and "make test" in cmds
 
 
+def test_readme_runs_the_pretrained_encoders_profile():
+    assert ".venv/bin/reviewlake pipeline --config minilm" in readme_commands()
+    assert (ROOT / "conf" / "minilm.yaml").is_file()
+
+
 @pytest.mark.slow
 def test_readme_commands_run(tmp_path):
     cmds = [(c, code) for c, code in readme_commands(True) if not c.startswith("make ")]
@@ -53,6 +61,10 @@ def test_readme_commands_run(tmp_path):
                 args += ["--set", f"data.{key}={tmp_path}/data/{key}"]
             args += ["--set", "generate.rows=3000", "--set", "train.epochs=1",
                      "--set", "prepare.vocab_size=600"]
+            if "minilm" in args:   # the pretrained encoder's profile: a few steps of it
+                if not (MINILM / "model.safetensors").is_file():
+                    continue           # not unpacked here (test_pretrained.py skips too)
+                args += ["--set", "train.steps_per_epoch=5"]
         if args[1] == "train":
             args += ["--epochs", "1"]
         args = [str(ROOT / "spark-submit.sh") if a == "./spark-submit.sh" else a for a in args]

@@ -238,6 +238,20 @@ def test_horovod_cycle_time(monkeypatch):
         TrainSpec(input="f", output="m", cycle_time_ms=0).validate()
 
 
+def test_warmup_is_a_whole_number_of_epochs():
+    """Horovod's warm-up callback compares the epoch number with its end: a fractional
+    warm-up would ramp past the learning rate until that epoch ends."""
+    from reviewlake.errors import UserError
+    from reviewlake.train.spec import TrainSpec
+
+    for epochs in (0, 1, 2.0):
+        assert TrainSpec(input="f", output="m", warmup_epochs=epochs).validate()
+    for epochs in (0.5, 1.5, -1):
+        with pytest.raises(UserError, match="whole number of epochs") as err:
+            TrainSpec(input="f", output="m", warmup_epochs=epochs).validate()
+        assert "\n" not in str(err.value)
+
+
 def test_sharding_and_steps():
     from reviewlake.train.data import record_ranges, steps_for
     from reviewlake.train.launch import parse_hosts

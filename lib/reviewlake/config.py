@@ -4,6 +4,10 @@ A profile is a nested mapping. A profile may name another with ``extends:`` (a p
 to itself); it is merged over that one key by key. Flags override single keys by dotted path
 (``--set spark.shuffle_partitions=16``), and stage flags such as ``--output`` map onto the same
 keys, so every option has one name and one documented default (``conf/local.yaml``).
+
+The path-valued keys (:data:`PATH_KEYS`) may start with ``~``: it is expanded to the home
+directory when the profile loads and when a flag or ``--set`` sets one, as a shell would
+(``--model=~/x`` and YAML values reach us unexpanded).
 """
 from __future__ import annotations
 
@@ -18,6 +22,22 @@ from .errors import UserError
 
 PACKAGE_CONF = Path(__file__).resolve().parent / "conf"
 DEFAULT_PROFILE = "local.yaml"
+
+
+# Keys whose values are local paths or URIs (a string, or a list of strings for
+# ingest.input): "~" and "~/..." are expanded; URIs (s3://...) never start with "~".
+PATH_KEYS = ("data.raw", "data.lake", "data.quality", "data.features", "data.model",
+             "ingest.input", "quality.repository", "quality.suite", "prepare.input",
+             "prepare.tokenizer", "train.model", "train.checkpoint_dir")
+
+
+def expand_home(value: Any) -> Any:
+    """``~`` and ``~user`` at the start of a path (or of each path in a list) expanded."""
+    if isinstance(value, str) and value.startswith("~"):
+        return os.path.expanduser(value)
+    if isinstance(value, list):
+        return [expand_home(v) for v in value]
+    return value
 
 
 def _repo_conf_dir() -> Path | None:
@@ -100,6 +120,10 @@ class Config:
              overrides: Iterable[str] = ()) -> "Config":
         path = resolve_profile(profile)
         cfg = cls(_load_yaml(path), source=str(path))
+        for key in PATH_KEYS:
+            value = cfg.get(key)
+            if value is not None:
+                cfg.set(key, value)   # set expands it
         for item in overrides:
             if "=" not in item:
                 raise UserError(f"--set expects key=value, got {item!r}")
@@ -116,6 +140,8 @@ class Config:
         return node
 
     def set(self, dotted: str, value: Any) -> None:
+        if dotted in PATH_KEYS:
+            value = expand_home(value)
         parts = dotted.split(".")
         node = self.data
         for part in parts[:-1]:

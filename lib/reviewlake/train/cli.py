@@ -10,12 +10,12 @@ from ..cli import add_common, load_config
 from ..errors import UserError
 from ..fs import is_remote
 from .remote import is_s3
-from .spec import LAUNCH_OPTIONS, TrainSpec
+from .spec import INIT_MODES, LAUNCH_OPTIONS, TrainSpec
 
 # train.<key> in the profile <- flag
 FLAGS = {
     "epochs": "epochs", "batch_size": "batch_size", "learning_rate": "learning_rate",
-    "epsilon": "epsilon", "steps_per_epoch": "steps_per_epoch", "model": "model",
+    "epsilon": "epsilon", "steps_per_epoch": "steps_per_epoch", "model": "model", "init": "init",
     "freeze_bert": "freeze_bert", "use_amp": "use_amp", "use_xla": "use_xla",
     "resume": "resume", "seed": "seed",
 }
@@ -36,6 +36,9 @@ def register(sub) -> None:
     p.add_argument("--epsilon", type=float, help="Adam epsilon")
     p.add_argument("--steps-per-epoch", type=int, help="default: one pass over the train split")
     p.add_argument("--model", help="tiny | distilbert-base | a pretrained directory")
+    p.add_argument("--init", choices=INIT_MODES,
+                   help="with --model DIR: its weights (pretrained, the default) or the same "
+                        "architecture from random init, seeded by --seed")
     p.add_argument("--freeze-bert", action=argparse.BooleanOptionalAction, default=None)
     p.add_argument("--use-amp", action=argparse.BooleanOptionalAction, default=None,
                    help="mixed precision on GPUs")
@@ -72,15 +75,24 @@ def spec_from_config(cfg, allow_s3: bool = False) -> TrainSpec:
                             f"--launcher spark, got {section[key]}; on SageMaker use "
                             "reviewlake launch sagemaker --stage train")
         section[key] = os.path.abspath(str(section[key]))
+    model = str(section.get("model") or "")
+    if is_remote(model):
+        raise UserError(f"--model {model}: train does not stage a remote encoder; copy the "
+                        "directory to local disk on every training host (on EMR, a bootstrap "
+                        "action running aws s3 cp --recursive) and pass that path")
     return TrainSpec.from_dict(section).validate()
 
 
-def cmd_train(args: argparse.Namespace) -> int:
+def train_config(args: argparse.Namespace):
+    """The profile with ``reviewlake train``'s flags applied."""
     flags = {f"train.{key}": getattr(args, attr) for key, attr in FLAGS.items()}
     flags.update({"data.features": args.input, "data.model": args.output, "train.np": args.np,
                   "train.hosts": args.hosts, "train.launcher": args.launcher})
-    cfg = load_config(args, flags)
-    print(summary(run(cfg)))
+    return load_config(args, flags)
+
+
+def cmd_train(args: argparse.Namespace) -> int:
+    print(summary(run(train_config(args))))
     return 0
 
 
@@ -147,7 +159,9 @@ def with_baseline(cfg, spark, spec, metrics: dict) -> dict:
 
 def summary(m: dict) -> str:
     out = m["output"]
-    return (f"train ok: {m['world_size']} process(es), {m['epochs']} epochs, "
+    enc = m.get("encoder") or {}
+    init = f", encoder {enc['init']}" if enc.get("init") else ""
+    return (f"train ok: {m['world_size']} process(es), {m['epochs']} epochs{init}, "
             f"{m['samples_per_second']:.0f} samples/s\n"
             f"  train      loss {m['train']['loss']:.4f}  accuracy {m['train']['accuracy']:.4f}\n"
             f"  validation loss {m['validation']['loss']:.4f}  accuracy {m['validation']['accuracy']:.4f}\n"

@@ -2,7 +2,9 @@
 
 The encoder is DistilBERT built from a config (``tiny``, ``distilbert-base``: random init) or
 any BERT-family encoder directory (``--model DIR``: DistilBERT, BERT, MiniLM; TensorFlow
-layout, or PyTorch layout as safetensors or pytorch_model.bin, loaded without torch).
+layout, or PyTorch layout as safetensors or pytorch_model.bin, loaded without torch; with
+``--init random`` the same architecture from its config.json, freshly initialised, to
+measure what the pretrained weights bring).
 
 input_ids, input_mask -> DistilBERT -> BiLSTM -> global max pool -> dense(relu) -> dropout ->
 dense(num_labels, softmax). The output is a probability distribution, so the loss is sparse
@@ -43,10 +45,14 @@ ENCODER_TYPES = ("distilbert", "bert")   # BERT-family config.json model_type va
 
 
 def load_distilbert(spec: TrainSpec, vocab_size: int, max_seq_length: int):
-    """The encoder: DistilBERT from a config (random init), or a pretrained directory."""
+    """The encoder: DistilBERT from a config (random init), or a pretrained directory (its
+    weights, or with ``init: random`` its architecture freshly initialised)."""
     if spec.model in ("tiny", "distilbert-base"):
         return TFDistilBertModel(distilbert_config(spec, vocab_size, max_seq_length))
-    model = load_pretrained_encoder(spec.model)
+    if spec.init == "random":
+        model = random_init_encoder(spec.model, spec.seed)
+    else:
+        model = load_pretrained_encoder(spec.model)
     if model.config.vocab_size < vocab_size:
         raise UserError(f"the tokenizer has {vocab_size} tokens but {spec.model} embeds "
                         f"{model.config.vocab_size}: prepare with --tokenizer {spec.model}")
@@ -121,6 +127,37 @@ def _from_state_dict(config, state: dict, source_name: str):
             [str(k) for k in info.get("mismatched_keys") or []]
         raise UserError(f"{source_name} does not fit its config.json: {len(missing)} weights "
                         f"missing or of another shape (first: {missing[0]})")
+    return model
+
+
+def random_init_encoder(path: str, seed: int):
+    """The encoder of a BERT-family directory with fresh weights: the model its
+    ``config.json`` describes, initialised as transformers initialises a new model
+    (truncated normal of ``initializer_range``, LayerNorm 1 and 0, zero biases), from ``seed``
+    (the same seed, the same weights). Nothing is read but ``config.json``: the weights file
+    need not be there."""
+    import json
+
+    if not os.path.isdir(path):
+        raise UserError(f"--model must be tiny, distilbert-base or a pretrained directory; "
+                        f"{path} is not a directory")
+    config_file = os.path.join(path, "config.json")
+    if not os.path.isfile(config_file):
+        raise UserError(f"{path} has no config.json: --init random builds the architecture "
+                        "it describes")
+    try:
+        with open(config_file, encoding="utf-8") as fh:
+            model_type = json.load(fh).get("model_type")
+    except ValueError as exc:
+        raise UserError(f"{config_file} is not valid JSON: {exc}") from None
+    if model_type not in ENCODER_TYPES:
+        raise UserError(f"{path} holds a {model_type!r} model; --model takes BERT-family "
+                        f"encoders ({', '.join(ENCODER_TYPES)})")
+    from transformers import AutoConfig, TFAutoModel
+
+    tf.keras.utils.set_random_seed(seed)   # the initialisers draw from the global generator
+    model = TFAutoModel.from_config(AutoConfig.from_pretrained(path))
+    model(model.dummy_inputs, training=False)          # create the variables
     return model
 
 

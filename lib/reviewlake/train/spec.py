@@ -13,6 +13,11 @@ MODEL_SIZES = ("tiny", "distilbert-base")
 # and takes its share by rank; "host": each host holds only its own share of the files
 # (SageMaker's ShardedByS3Key channel) and its processes split that share by local rank.
 SHARD_MODES = ("global", "host")
+# The encoder's weights with --model DIR: "pretrained": the directory's weights; "random": the
+# same architecture (its config.json) freshly initialised from the run's seed, the weights file
+# unread (the from-scratch side of a fine-tuning comparison). tiny and distilbert-base are
+# random either way.
+INIT_MODES = ("pretrained", "random")
 
 
 # train section keys of a profile that are not TrainSpec fields: how to launch the workers,
@@ -32,6 +37,7 @@ class TrainSpec:
     steps_per_epoch: int | None = None    # default: one pass over the training split
     validation_steps: int | None = None   # default: one pass over the validation split
     model: str = "tiny"               # tiny | distilbert-base | a pretrained directory
+    init: str = "pretrained"          # see INIT_MODES
     freeze_bert: bool = False
     use_amp: bool = False             # mixed precision (float16) on GPUs
     use_xla: bool = False             # XLA JIT compilation
@@ -61,13 +67,26 @@ class TrainSpec:
             raise UserError(f"--batch-size must be at least 1, got {self.batch_size}")
         if not self.learning_rate > 0:
             raise UserError(f"--learning-rate must be positive, got {self.learning_rate}")
+        if self.init not in INIT_MODES:
+            raise UserError(f"--init must be one of {', '.join(INIT_MODES)}, got {self.init!r}")
         if self.shard not in SHARD_MODES:
             raise UserError(f"shard must be one of {', '.join(SHARD_MODES)}, got {self.shard!r}")
         if self.cycle_time_ms is not None and not self.cycle_time_ms > 0:
             raise UserError(f"train.cycle_time_ms must be positive, got {self.cycle_time_ms}")
+        if self.warmup_epochs < 0 or self.warmup_epochs != int(self.warmup_epochs):
+            # Horovod's LearningRateWarmupCallback tests the whole epoch against its end, so a
+            # fractional warm-up ramps on to the end of that epoch and leaves the rate above
+            # the target (0.5 epochs, 2 processes: 1.5x, measured in metrics.json's history).
+            raise UserError(f"train.warmup_epochs must be a whole number of epochs (0: none), "
+                            f"got {self.warmup_epochs}")
         if self.steps_per_epoch is not None and self.steps_per_epoch < 1:
             raise UserError(f"--steps-per-epoch must be at least 1, got {self.steps_per_epoch}")
         return self
+
+    @property
+    def encoder_init(self) -> str:
+        """How the encoder's weights start: "random" for the sizes built from a config."""
+        return "random" if self.model in MODEL_SIZES else self.init
 
     def to_json(self) -> str:
         return json.dumps(dataclasses.asdict(self), indent=2, sort_keys=True)

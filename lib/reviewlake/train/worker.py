@@ -264,6 +264,7 @@ def train(spec) -> dict:
         "history": history, "weight_digests": digests,
         "ranks_consistent": len(set(digests)) == 1, "devices": devices,
         "model": spec.model, "max_seq_length": length, "features": os.path.abspath(spec.input),
+        "encoder": {"model": spec.model, "init": spec.encoder_init, "frozen": spec.freeze_bert},
         "tokenizer_vocab_size": len(tokenizer),
     }
     probe_inputs = next(iter(data.make_dataset(features, "test", 8, shard=False)))[0]
