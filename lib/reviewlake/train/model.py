@@ -70,26 +70,37 @@ def load_pretrained_encoder(path: str):
     of the TF model must come from the file. (``TFAutoModel.from_pretrained`` on such a
     directory fails with transformers 4.57 and safetensors 0.8, and its fallback needs torch.)
     """
+    from transformers import TFAutoModel
+
+    config = _encoder_config(path, "save the encoder with save_pretrained")
+    if os.path.isfile(os.path.join(path, "tf_model.h5")):
+        return TFAutoModel.from_pretrained(path, config=config)
+    weights, state = _read_state_dict(path)
+    return _from_state_dict(config, state, weights)
+
+
+def _encoder_config(path: str, no_config_hint: str):
+    """The transformers config of a BERT-family encoder directory, or a one-line UserError
+    (not a directory, no or invalid config.json, another model type)."""
     import json
+
+    from transformers import AutoConfig
 
     if not os.path.isdir(path):
         raise UserError(f"--model must be tiny, distilbert-base or a pretrained directory; "
                         f"{path} is not a directory")
     config_file = os.path.join(path, "config.json")
     if not os.path.isfile(config_file):
-        raise UserError(f"{path} has no config.json: save the encoder with save_pretrained")
-    with open(config_file, encoding="utf-8") as fh:
-        model_type = json.load(fh).get("model_type")
+        raise UserError(f"{path} has no config.json: {no_config_hint}")
+    try:
+        with open(config_file, encoding="utf-8") as fh:
+            model_type = json.load(fh).get("model_type")
+    except ValueError as exc:
+        raise UserError(f"{config_file} is not valid JSON: {exc}") from None
     if model_type not in ENCODER_TYPES:
         raise UserError(f"{path} holds a {model_type!r} model; --model takes BERT-family "
                         f"encoders ({', '.join(ENCODER_TYPES)})")
-    from transformers import AutoConfig, TFAutoModel
-
-    config = AutoConfig.from_pretrained(path)
-    if os.path.isfile(os.path.join(path, "tf_model.h5")):
-        return TFAutoModel.from_pretrained(path, config=config)
-    weights, state = _read_state_dict(path)
-    return _from_state_dict(config, state, weights)
+    return AutoConfig.from_pretrained(path)
 
 
 def _read_state_dict(path: str) -> tuple[str, dict]:
@@ -136,27 +147,11 @@ def random_init_encoder(path: str, seed: int):
     (truncated normal of ``initializer_range``, LayerNorm 1 and 0, zero biases), from ``seed``
     (the same seed, the same weights). Nothing is read but ``config.json``: the weights file
     need not be there."""
-    import json
+    from transformers import TFAutoModel
 
-    if not os.path.isdir(path):
-        raise UserError(f"--model must be tiny, distilbert-base or a pretrained directory; "
-                        f"{path} is not a directory")
-    config_file = os.path.join(path, "config.json")
-    if not os.path.isfile(config_file):
-        raise UserError(f"{path} has no config.json: --init random builds the architecture "
-                        "it describes")
-    try:
-        with open(config_file, encoding="utf-8") as fh:
-            model_type = json.load(fh).get("model_type")
-    except ValueError as exc:
-        raise UserError(f"{config_file} is not valid JSON: {exc}") from None
-    if model_type not in ENCODER_TYPES:
-        raise UserError(f"{path} holds a {model_type!r} model; --model takes BERT-family "
-                        f"encoders ({', '.join(ENCODER_TYPES)})")
-    from transformers import AutoConfig, TFAutoModel
-
+    config = _encoder_config(path, "--init random builds the architecture it describes")
     tf.keras.utils.set_random_seed(seed)   # the initialisers draw from the global generator
-    model = TFAutoModel.from_config(AutoConfig.from_pretrained(path))
+    model = TFAutoModel.from_config(config)
     model(model.dummy_inputs, training=False)          # create the variables
     return model
 
