@@ -95,3 +95,31 @@ def save(name: str, result: dict) -> Path:
     result = dict(result, machine=machine(), versions=versions(), benchmark=name)
     out.write_text(json.dumps(result, indent=2, default=str) + "\n")
     return out
+
+
+def prepared_features(name: str, rows: int, seed: int, files: int, settings: list[str]) -> str:
+    """The features of `rows` generated reviews run through the real upstream stages
+    (generate -> ingest -> prepare, with prepare's `settings` as KEY=VALUE), cached under
+    WORK/name: a benchmark that needs features builds them once."""
+    import shutil
+
+    base = WORK / name
+    if (base / "features" / "_meta.json").exists():
+        return str(base / "features")
+    from reviewlake.config import Config
+    from reviewlake.features.cli import run as prepare
+    from reviewlake.generate import generate
+    from reviewlake.ingest.job import run_ingest
+    from reviewlake.session import get_spark
+
+    shutil.rmtree(base, ignore_errors=True)
+    generate(rows=rows, output=base / "raw", seed=seed, files=files)
+    cfg = Config.load(None, ["spark.log_level=ERROR", f"data.lake={base / 'lake'}",
+                             f"data.features={base / 'features'}", *settings])
+    spark = get_spark(cfg, f"bench-{name}-features")
+    run_ingest(spark, [str(base / "raw")], str(base / "lake"))
+    prepare(cfg, spark)
+    spark.stop()
+    shutil.rmtree(base / "raw")
+    shutil.rmtree(base / "lake")
+    return str(base / "features")

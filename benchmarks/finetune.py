@@ -32,7 +32,7 @@ import sys
 import time
 from pathlib import Path
 
-from common import ROOT, WORK, machine, save, table
+from common import ROOT, WORK, machine, prepared_features, save, table
 
 MINILM = Path.home() / ".cache" / "reviewlake" / "models" / "all-MiniLM-L6-v2"
 SPLIT = [0.8, 0.1, 0.1]
@@ -41,29 +41,10 @@ SPLIT = [0.8, 0.1, 0.1]
 def features_dir(rows: int, max_seq_length: int, model: Path) -> str:
     """Prepared features of `rows` generated reviews, tokenized with the encoder's
     vocabulary (cached)."""
-    base = WORK / f"finetune_{rows}_{max_seq_length}_{model.name}"
-    meta = base / "features" / "_meta.json"
-    if meta.exists():
-        return str(base / "features")
-    from reviewlake.config import Config
-    from reviewlake.features.cli import run as prepare
-    from reviewlake.generate import generate
-    from reviewlake.ingest.job import run_ingest
-    from reviewlake.session import get_spark
-
-    shutil.rmtree(base, ignore_errors=True)
-    generate(rows=rows, output=base / "raw", seed=5, files=2)
-    cfg = Config.load(None, ["spark.log_level=ERROR", f"data.lake={base / 'lake'}",
-                             f"data.features={base / 'features'}", f"prepare.tokenizer={model}",
-                             f"prepare.max_seq_length={max_seq_length}",
-                             f"prepare.split={json.dumps(SPLIT)}"])
-    spark = get_spark(cfg, "bench-finetune-features")
-    run_ingest(spark, [str(base / "raw")], str(base / "lake"))
-    prepare(cfg, spark)
-    spark.stop()
-    shutil.rmtree(base / "raw")
-    shutil.rmtree(base / "lake")
-    return str(base / "features")
+    return prepared_features(f"finetune_{rows}_{max_seq_length}_{model.name}", rows, seed=5,
+                             files=2, settings=[f"prepare.tokenizer={model}",
+                                                f"prepare.max_seq_length={max_seq_length}",
+                                                f"prepare.split={json.dumps(SPLIT)}"])
 
 
 def child_env() -> dict[str, str]:

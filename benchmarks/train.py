@@ -30,7 +30,7 @@ import subprocess
 import sys
 import time
 
-from common import ROOT, WORK, goal, goal_lines, machine, med, save, table
+from common import ROOT, WORK, goal, goal_lines, machine, med, prepared_features, save, table
 
 GOAL_SCALING = 1.6
 GOAL_INPUT = 10.0
@@ -39,30 +39,10 @@ BATCH = 64
 
 def features_dir(records: int) -> str:
     """Prepared features with about `records` train records (cached)."""
-    base = WORK / f"train_{records}"
-    meta = base / "features" / "_meta.json"
-    if meta.exists():
-        return str(base / "features")
-    from reviewlake.config import Config
-    from reviewlake.features.cli import run as prepare
-    from reviewlake.generate import generate
-    from reviewlake.ingest.job import run_ingest
-    from reviewlake.session import get_spark
-
-    shutil.rmtree(base, ignore_errors=True)
     # Balanced classes keep about 25% of generated reviews; 90% of those train.
     rows = int(records / 0.9 / 0.24) + 1000
-    generate(rows=rows, output=base / "raw", seed=3, files=4)
-    cfg = Config.load(None, ["spark.log_level=ERROR", f"data.lake={base / 'lake'}",
-                             f"data.features={base / 'features'}", "prepare.vocab_size=8000",
-                             "prepare.min_files=4"])
-    spark = get_spark(cfg, "bench-train-features")
-    run_ingest(spark, [str(base / "raw")], str(base / "lake"))
-    prepare(cfg, spark)
-    spark.stop()
-    shutil.rmtree(base / "raw")
-    shutil.rmtree(base / "lake")
-    return str(base / "features")
+    return prepared_features(f"train_{records}", rows, seed=3, files=4,
+                             settings=["prepare.vocab_size=8000", "prepare.min_files=4"])
 
 
 def train_command(features: str, out, np: int, threads: int, epochs: int, steps: int,

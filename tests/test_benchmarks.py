@@ -11,14 +11,23 @@ from conftest import ROOT, jar_present
 from reviewlake.jars import DEEQU
 
 
+def run_all_quick(tmp_path, only: str):
+    """`run_all.py --quick --only ONLY` with results and RESULTS.md under tmp_path."""
+    env = dict(os.environ, REVIEWLAKE_BENCH_DIR=str(tmp_path))
+    # transformers sets it in a test process that loaded its TF models; TF 2.15 would then
+    # want tf_keras in the benchmarks
+    env.pop("TF_USE_LEGACY_KERAS", None)
+    proc = subprocess.run([sys.executable, "benchmarks/run_all.py", "--quick", "--only", only,
+                           "--output", str(tmp_path / "RESULTS.md")], cwd=ROOT, env=env,
+                          capture_output=True, text=True, timeout=1200)
+    assert proc.returncode == 0, proc.stdout[-3000:] + proc.stderr[-3000:]
+    return proc
+
+
 @pytest.mark.slow
 def test_run_all_writes_results_with_the_ingest_ratio(tmp_path):
-    env = dict(os.environ, REVIEWLAKE_BENCH_DIR=str(tmp_path))
+    proc = run_all_quick(tmp_path, "ingest")
     out = tmp_path / "RESULTS.md"
-    proc = subprocess.run([sys.executable, "benchmarks/run_all.py", "--quick", "--only", "ingest",
-                           "--output", str(out)], cwd=ROOT, env=env, capture_output=True,
-                          text=True, timeout=900)
-    assert proc.returncode == 0, proc.stdout[-3000:] + proc.stderr[-3000:]
     assert "| side" in proc.stdout
     assert "goal: ingest rows/s / plain csv->parquet rows/s >= 0.9" in proc.stdout
     result = json.loads((tmp_path / "results" / "ingest.json").read_text())
@@ -48,12 +57,8 @@ def test_quality_benchmark_prints_its_ratio(tmp_path):
 
 @pytest.mark.slow
 def test_train_and_end_to_end_benchmarks_write_their_tables(tmp_path):
-    env = dict(os.environ, REVIEWLAKE_BENCH_DIR=str(tmp_path))
+    run_all_quick(tmp_path, "train,end_to_end")
     out = tmp_path / "RESULTS.md"
-    proc = subprocess.run([sys.executable, "benchmarks/run_all.py", "--quick", "--only",
-                           "train,end_to_end", "--output", str(out)], cwd=ROOT, env=env,
-                          capture_output=True, text=True, timeout=1200)
-    assert proc.returncode == 0, proc.stdout[-3000:] + proc.stderr[-3000:]
     train = json.loads((tmp_path / "results" / "train.json").read_text())
     assert set(train["samples_per_second"]) == {"np2", "np2_1ms", "np1", "np1_all_cores"} and train["ceiling"] > 0
     assert all(v > 0 for v in train["samples_per_second"].values())
@@ -73,13 +78,8 @@ def test_finetune_benchmark_trains_both_sides_on_the_same_features(tmp_path):
     minilm = Path.home() / ".cache" / "reviewlake" / "models" / "all-MiniLM-L6-v2"
     if not (minilm / "model.safetensors").is_file():
         pytest.skip(f"no pretrained encoder at {minilm} (`make setup` unpacks it)")
-    env = dict(os.environ, REVIEWLAKE_BENCH_DIR=str(tmp_path))
-    env.pop("TF_USE_LEGACY_KERAS", None)
+    run_all_quick(tmp_path, "finetune")
     out = tmp_path / "RESULTS.md"
-    proc = subprocess.run([sys.executable, "benchmarks/run_all.py", "--quick", "--only",
-                           "finetune", "--output", str(out)], cwd=ROOT, env=env,
-                          capture_output=True, text=True, timeout=1200)
-    assert proc.returncode == 0, proc.stdout[-3000:] + proc.stderr[-3000:]
     result = json.loads((tmp_path / "results" / "finetune.json").read_text())
     pre, rnd = result["runs"]
     assert (pre["init"], rnd["init"]) == ("pretrained", "random")
