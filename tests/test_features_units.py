@@ -7,7 +7,7 @@ from reviewlake.errors import UserError
 from reviewlake.features import encode as E
 from reviewlake.features import splits as S
 from reviewlake.features import tokenizer as TK
-from reviewlake.ingest.job import spark_conf
+from reviewlake.session import spark_conf
 
 TEXTS = [
     "Great product, works exactly as described!",

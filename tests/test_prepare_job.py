@@ -22,7 +22,8 @@ from reviewlake.features import write as W
 from reviewlake.features.job import PrepareOptions, run_prepare
 from reviewlake.fs import HadoopFS
 from reviewlake.generate import MANIFEST_NAME
-from reviewlake.ingest.job import run_ingest, spark_conf
+from reviewlake.ingest.job import run_ingest
+from reviewlake.session import spark_conf
 
 os.environ.setdefault("TF_CPP_MIN_LOG_LEVEL", "3")
 CONTRACT_KEYS = {"format", "compression", "max_seq_length", "num_labels", "label_offset",

@@ -20,7 +20,9 @@ anything that calls :func:`recover`, from the marker alone: every step can be re
 """
 from __future__ import annotations
 
+import datetime as dt
 import logging
+import uuid
 from typing import Any
 
 from .fs import HadoopFS, join
@@ -31,6 +33,11 @@ MARKER = "_commit.json"
 STAGING = "_staging"
 PREVIOUS = "_previous"
 REPORTS = "_reports"
+
+
+def new_run_id() -> str:
+    """A run's id: its UTC start time and a random suffix (sorts by time, unique per run)."""
+    return dt.datetime.now(dt.timezone.utc).strftime("%Y%m%dT%H%M%SZ") + "-" + uuid.uuid4().hex[:6]
 
 
 def staging_dir(root: str, run_id: str) -> str:

@@ -22,6 +22,21 @@ def is_remote(path: str) -> bool:
     return bool(_SCHEME.match(path)) and not path.startswith("file://")
 
 
+def check_writable_output(path: str) -> None:
+    """A local output path must be creatable: its nearest existing ancestor a writable
+    directory (remote paths are checked by the job that writes them)."""
+    if is_remote(path):
+        return
+    local = os.path.abspath(os.path.expanduser(path[7:] if path.startswith("file://") else path))
+    probe = local
+    while not os.path.exists(probe):
+        probe = os.path.dirname(probe)
+    if not os.path.isdir(probe):
+        raise UserError(f"output {path} is not writable ({probe} is a file, not a directory)")
+    if not os.access(probe, os.W_OK | os.X_OK):
+        raise UserError(f"output {path} is not writable (no write permission on {probe})")
+
+
 def qualify(path: str) -> str:
     """Local paths become absolute (spark-submit and executors may have another cwd)."""
     if is_remote(path) or path.startswith("file:"):

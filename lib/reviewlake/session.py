@@ -10,12 +10,13 @@ Two ways a job gets here:
 """
 from __future__ import annotations
 
+import contextlib
 import glob
 import logging
 import os
 import sys
 from pathlib import Path
-from typing import Any, Mapping
+from typing import Any, Iterator, Mapping
 
 from .config import Config
 
@@ -188,3 +189,20 @@ def has_class(spark, class_name: str) -> bool:
         return True
     except Exception:
         return False
+
+
+@contextlib.contextmanager
+def spark_conf(spark, values: dict[str, str | None]) -> Iterator[None]:
+    """Set SQL options for the duration of a block and restore them afterwards."""
+    old = {k: spark.conf.get(k, None) for k in values}
+    for key, value in values.items():
+        if value is not None:
+            spark.conf.set(key, value)
+    try:
+        yield
+    finally:
+        for key, value in old.items():
+            if value is None:
+                spark.conf.unset(key)
+            else:
+                spark.conf.set(key, value)

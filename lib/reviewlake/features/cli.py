@@ -7,8 +7,7 @@ from typing import Any
 
 from ..cli import add_common, load_config
 from ..errors import UserError
-from ..fs import is_remote
-from ..ingest.cli import _check_local_output
+from ..fs import check_writable_output, is_remote
 
 
 def register(sub) -> None:
@@ -94,7 +93,7 @@ def options_from(cfg) -> tuple[str, str, Any]:
         if not os.path.isdir(os.path.expanduser(local)):
             raise UserError(f"tokenizer directory not found: {tokenizer} (give a directory "
                             f"written by save_pretrained, e.g. a staged distilbert-base-uncased)")
-    _check_local_output(output)
+    check_writable_output(output)
     opts = PrepareOptions(
         max_seq_length=_int(pc.get("max_seq_length", 64), "--max-seq-length"),
         split=pc.get("split", (0.90, 0.05, 0.05)),

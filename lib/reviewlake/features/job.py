@@ -45,6 +45,7 @@ from pyspark.sql import functions as F
 
 from .. import __version__
 from .. import commit as commit_mod
+from ..commit import new_run_id
 from ..errors import UserError
 from ..fs import HadoopFS, is_remote, join, qualify
 from ..schema import ID_COLUMN, LABEL_COLUMN, PARTITION_COLUMN, STAR_RATINGS, TEXT_COLUMN
@@ -115,10 +116,6 @@ class PrepareOptions:
             if not cats:
                 raise UserError("--categories needs at least one product category")
             self.categories = sorted(set(cats))
-
-
-def new_run_id() -> str:
-    return dt.datetime.now(dt.timezone.utc).strftime("%Y%m%dT%H%M%SZ") + "-" + uuid.uuid4().hex[:6]
 
 
 def _inside(a: str, b: str) -> bool:

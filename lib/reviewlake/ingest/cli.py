@@ -8,7 +8,7 @@ from typing import Any, Sequence
 
 from ..cli import add_common, load_config
 from ..errors import UserError
-from ..fs import has_glob, is_remote
+from ..fs import check_writable_output, has_glob, is_remote
 
 
 def register(sub) -> None:
@@ -39,19 +39,6 @@ def _check_local_inputs(paths: Sequence[str]) -> None:
             raise UserError(f"input not found: {path}")
 
 
-def _check_local_output(path: str) -> None:
-    if is_remote(path):
-        return
-    local = os.path.abspath(os.path.expanduser(path[7:] if path.startswith("file://") else path))
-    probe = local
-    while not os.path.exists(probe):
-        probe = os.path.dirname(probe)
-    if not os.path.isdir(probe):
-        raise UserError(f"output {path} is not writable ({probe} is a file, not a directory)")
-    if not os.access(probe, os.W_OK | os.X_OK):
-        raise UserError(f"output {path} is not writable (no write permission on {probe})")
-
-
 def cmd_ingest(args: argparse.Namespace) -> int:
     cfg = load_config(args, {
         "ingest.input": args.input, "data.lake": args.output, "ingest.mode": args.mode,
@@ -79,7 +66,7 @@ def run(cfg, spark=None) -> dict:
     if not lake:
         raise UserError("no output given: pass --output LAKE or set data.lake in the profile")
     _check_local_inputs(inputs)
-    _check_local_output(lake)
+    check_writable_output(lake)
     opts = IngestOptions(
         mode=cfg.get("ingest.mode", "overwrite"),
         max_split_bytes=cfg.get("ingest.max_split_bytes"),

@@ -16,21 +16,21 @@ Layout of a lake::
 """
 from __future__ import annotations
 
-import contextlib
 import datetime as dt
 import logging
 import math
 import time
-import uuid
 from dataclasses import dataclass
-from typing import Any, Iterable, Iterator
+from typing import Any, Iterable
 
 from pyspark.sql import DataFrame, Observation, SparkSession
 from pyspark.sql import functions as F
 
+from ..commit import new_run_id
 from ..errors import UserError
 from ..fs import FileInfo, HadoopFS, canonical_uri, join, qualify
 from ..schema import LAKE_COLUMNS, PARTITION_COLUMN
+from ..session import spark_conf
 from . import commit as commit_mod
 from . import parse as P
 
@@ -63,27 +63,6 @@ class IngestOptions:
     max_split_bytes: str | None = "1g"
     files_per_category: int | None = None
     compression: str = "snappy"
-
-
-def new_run_id() -> str:
-    return dt.datetime.now(dt.timezone.utc).strftime("%Y%m%dT%H%M%SZ") + "-" + uuid.uuid4().hex[:6]
-
-
-@contextlib.contextmanager
-def spark_conf(spark: SparkSession, values: dict[str, str | None]) -> Iterator[None]:
-    """Set SQL options for the duration of a block and restore them afterwards."""
-    old = {k: spark.conf.get(k, None) for k in values}
-    for key, value in values.items():
-        if value is not None:
-            spark.conf.set(key, value)
-    try:
-        yield
-    finally:
-        for key, value in old.items():
-            if value is None:
-                spark.conf.unset(key)
-            else:
-                spark.conf.set(key, value)
 
 
 def list_inputs(fs: HadoopFS, inputs: Iterable[str]) -> list[FileInfo]:

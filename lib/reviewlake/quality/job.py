@@ -35,7 +35,7 @@ from pyspark.sql import functions as F
 from ..errors import EXIT_GATE_FAILED, UserError
 from ..fs import HadoopFS, join, qualify
 from ..ingest import commit as commit_mod
-from ..ingest.job import new_run_id
+from ..commit import new_run_id
 from . import anomalies as anomalies_mod
 from .repository import MetricsRepository, RunRecord
 from .results import (CHECK_DDL, METRIC_DDL, SUGGESTION_DDL, ConstraintOutcome, EngineResult,

@@ -120,7 +120,7 @@ class _Aggregations:
         return self.add(f"hll({c})", lambda: F.approx_count_distinct(col(c), HLL_RELATIVE_SD))
 
     def run(self, spark, df: DataFrame) -> dict[str, Any]:
-        from ..ingest.job import spark_conf
+        from ..session import spark_conf
 
         source = df.select("*", *self.derived) if self.derived else df
         # generated code for a wide aggregation (Spark's default stops at 100 fields)
