@@ -74,20 +74,43 @@ def test_parse_fractions():
             S.parse_fractions(bad)
 
 
-def test_split_ends_are_within_one_row():
-    counts = {1: 103, 2: 57, 3: 1000, 4: 58, 5: 9999}
-    ends = S.split_ends(counts, (0.9, 0.05, 0.05), balance=True)
-    assert all(e[2] == 57 for e in ends.values())
-    k1, k2, m = ends[1]
-    assert (k1, k2 - k1, m - k2) == (51, 3, 3)
-    for f in [(0.8, 0.1, 0.1), (0.7, 0.2, 0.1), (1.0, 0.0, 0.0), (0.34, 0.33, 0.33)]:
-        for r, (k1, k2, m) in S.split_ends(counts, f, balance=False).items():
-            assert m == counts[r]
-            sizes = (k1, k2 - k1, m - k2)
-            assert all(abs(s - fr * m) < 1 for s, fr in zip(sizes, f)), (f, r, sizes)
-    with pytest.raises(UserError, match="star_rating 2"):
-        S.split_ends({1: 5, 3: 5, 4: 5, 5: 5}, (0.9, 0.05, 0.05), balance=True)
-    assert S.split_ends({1: 5, 3: 5, 4: 5, 5: 5}, (0.9, 0.05, 0.05), balance=False)[2] == (0, 0, 0)
+def test_a_split_is_a_function_of_the_key_alone():
+    """The key, read as a fraction of the 64-bit range, against the cumulative fractions."""
+    lo, hi = -(1 << 63), (1 << 63) - 1
+    f = (0.9, 0.05, 0.05)
+    t1, t2 = S.key_thresholds(f)
+    assert t1 == int(f[0] * 2 ** 64) + lo and t2 == int((f[0] + f[1]) * 2 ** 64) + lo
+    assert [S.py_split_of_key(k, f) for k in (lo, t1 - 1, t1, t2 - 1, t2, hi)] == \
+        ["train", "train", "validation", "validation", "test", "test"]
+    assert {S.py_split_of_key(k, (1.0, 0.0, 0.0)) for k in (lo, 0, hi)} == {"train"}
+    assert {S.py_split_of_key(k, (0.5, 0.5, 0.0)) for k in (0, hi)} == {"validation"}
+    assert {S.py_split_of_key(k, (0.8, 0.0, 0.2)) for k in (t1, hi)} == {"test"}
+    rng = np.random.default_rng(0)
+    keys = [int(k) for k in rng.integers(lo, hi, 200_000, dtype=np.int64)]
+    share = sum(S.py_split_of_key(k, f) == "validation" for k in keys) / len(keys)
+    assert abs(share - 0.05) < 0.003   # about 6 standard deviations of a binomial draw
+
+
+def test_balancing_is_exact_within_each_split():
+    counts = {"train": {1: 93, 2: 51, 3: 900, 4: 52, 5: 9000},
+              "validation": {1: 5, 2: 3, 3: 50, 4: 4, 5: 500},
+              "test": {1: 5, 2: 3, 3: 50, 4: 2, 5: 499}}
+    kept = S.keep_counts(counts, (0.9, 0.05, 0.05), balance=True)
+    assert kept == {"train": dict.fromkeys(range(1, 6), 51), "validation": dict.fromkeys(range(1, 6), 3),
+                    "test": dict.fromkeys(range(1, 6), 2)}
+    assert S.keep_counts(counts, (0.9, 0.05, 0.05), balance=False) == counts
+    with pytest.raises(UserError, match="star_rating 2 in the selection"):
+        S.keep_counts({"train": {1: 5, 3: 5, 4: 5, 5: 5}}, (0.9, 0.05, 0.05), balance=True)
+    short = {"train": dict.fromkeys(range(1, 6), 9), "validation": {1: 1, 2: 1, 3: 1, 4: 1},
+             "test": dict.fromkeys(range(1, 6), 1)}
+    with pytest.raises(UserError, match="star_rating 5 in the validation split .* larger "
+                                        "validation fraction"):
+        S.keep_counts(short, (0.9, 0.05, 0.05), balance=True)
+    # an empty split that is meant to be empty is fine
+    kept = S.keep_counts({"train": dict.fromkeys(range(1, 6), 4)}, (1.0, 0.0, 0.0), balance=True)
+    assert kept["train"] == dict.fromkeys(range(1, 6), 4) and kept["test"] == dict.fromkeys(range(1, 6), 0)
+    with pytest.raises(UserError, match="no reviews left"):
+        S.keep_counts({}, (0.9, 0.05, 0.05), balance=False)
 
 
 @pytest.fixture(scope="module")
@@ -106,38 +129,78 @@ def ranked(spark):
 @pytest.mark.parametrize("collect_limit,step_bits", [(20000, 10), (7, 3)])
 def test_find_cuts_is_exact(ranked, monkeypatch, collect_limit, step_bits):
     """Whether the keys are collected at once or after several rounds of refinement, the cut
-    is the k-th key of its class."""
+    is the k-th key of its group."""
     monkeypatch.setattr(S, "COLLECT_LIMIT", collect_limit)
     monkeypatch.setattr(S, "STEP_BITS", step_bits)
     df, ordered = ranked
     counts = {c: len(v) for c, v in ordered.items()}
-    ends = S.split_ends(counts, (0.9, 0.05, 0.05), balance=True)
-    ends[5] = (1, 2, counts[5])  # the first and last key of a class too
+    m = min(counts.values())
+    ends = {c: (round(0.9 * m), round(0.95 * m), m) for c in counts}
+    ends[5] = (1, 2, counts[5])  # the first and last key of a group too
+    ends[4] = (0, m)
     cuts = S.find_cuts(df, ends, counts)
     for c, ks in ends.items():
         assert cuts[c] == [ordered[c][k - 1] if k else None for k in ks]
 
 
-def test_assign_splits_follows_the_ranks_whatever_the_partitioning(ranked):
-    df, ordered = ranked
-    counts = {c: len(v) for c, v in ordered.items()}
-    ends = S.split_ends(counts, (0.8, 0.1, 0.1), balance=True)
-    cuts = S.find_cuts(df, ends, counts)
-    expected = {}
+def expected_splits(ordered, fractions, balance):
+    """review_id -> split, from the keys in Python: the split from the key, then per (split,
+    class) the smallest keys up to the smallest class's size in that split."""
+    groups = {}
     for c, keys in ordered.items():
-        k1, k2, m = ends[c]
-        for rank, (_, rid) in enumerate(keys):
-            if rank < m:
-                expected[rid] = "train" if rank < k1 else "validation" if rank < k2 else "test"
-    for layout in (df.repartition(7), df.coalesce(1), df.repartition(3, "star_rating")):
-        got = {r.review_id: r.split for r in
-               S.assign_splits(layout, cuts).select("review_id", "split").collect()}
+        for key, rid in keys:
+            groups.setdefault(S.py_split_of_key(key, fractions), {}).setdefault(c, []).append((key, rid))
+    out = {}
+    for split, by_class in groups.items():
+        m = min(len(v) for v in by_class.values()) if balance else None
+        for members in by_class.values():
+            for key, rid in sorted(members)[:m]:
+                out[rid] = split
+    return out
+
+
+@pytest.mark.parametrize("balance", [True, False])
+def test_assign_splits_follows_the_keys_whatever_the_partitioning(ranked, balance):
+    df, ordered = ranked
+    base = df.drop(S.KEY)
+    expected = expected_splits(ordered, (0.8, 0.1, 0.1), balance)
+    for layout in (base.repartition(7), base.coalesce(1), base.repartition(3, "star_rating")):
+        assigned, plan = S.balance_and_split(layout, (0.8, 0.1, 0.1), balance, seed=11)
+        got = {r.review_id: r.split for r in assigned.select("review_id", "split").collect()}
         assert got == expected
     per = {}
     for rid, split in expected.items():
         per[split] = per.get(split, 0) + 1
-    m = min(counts.values())
-    assert sum(per.values()) == 5 * m
+    assert {s: sum(plan["kept"][s].values()) for s in S.SPLITS} == per
+    if balance:
+        assert all(len(set(plan["kept"][s].values())) == 1 for s in S.SPLITS)
+
+
+def test_splits_never_move_as_the_lake_grows(spark, ranked):
+    """Prepare, append reviews (other classes in other proportions), prepare again: no
+    review that both runs keep changes split, and no earlier test or validation review
+    reaches train."""
+    df, _ = ranked
+    base = df.drop(S.KEY)
+    rng = np.random.default_rng(8)
+    ratings = rng.choice([1, 2, 3, 4, 5], 4000, p=[0.5, 0.2, 0.1, 0.1, 0.1])
+    more = frame(spark, [(f"N{i:06d}", int(r), "text", "Toys") for i, r in enumerate(ratings)])
+    f = (0.9, 0.05, 0.05)
+    before, _ = S.balance_and_split(base, f, True, seed=4)
+    after, _ = S.balance_and_split(base.unionByName(more), f, True, seed=4)
+    first = {r.review_id: r.split for r in before.select("review_id", "split").collect()}
+    second = {r.review_id: r.split for r in after.select("review_id", "split").collect()}
+    both = set(first) & set(second)
+    assert len(both) > 0.5 * len(first)
+    assert all(first[r] == second[r] for r in both)
+    held_out = {r for r, s in first.items() if s != "train"}
+    assert not {r for r, s in second.items() if s == "train"} & held_out
+    # the unbalanced assignment of every earlier review is the same too
+    all_before, _ = S.balance_and_split(base, f, False, seed=4)
+    all_after, _ = S.balance_and_split(base.unionByName(more), f, False, seed=4)
+    a = {r.review_id: r.split for r in all_before.collect()}
+    b = {r.review_id: r.split for r in all_after.collect()}
+    assert len(a) == 3000 and all(b[r] == s for r, s in a.items())
 
 
 def test_another_seed_gives_another_sample(spark, ranked):
@@ -148,7 +211,9 @@ def test_another_seed_gives_another_sample(spark, ranked):
     a_ids = {r.review_id for r in a.where("split = 'test'").collect()}
     b_ids = {r.review_id for r in b.where("split = 'test'").collect()}
     assert a_ids and b_ids and a_ids != b_ids
-    assert len(a_ids) == len(b_ids)
+    for out in (a, b):   # each balanced within its test split
+        per_class = out.where("split = 'test'").groupBy("star_rating").count().collect()
+        assert len(per_class) == 5 and len({r["count"] for r in per_class}) == 1
 
 
 # --------------------------------------------------------------------------- encoder

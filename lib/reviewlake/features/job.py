@@ -5,7 +5,8 @@ Steps (each a DataFrame -> DataFrame function of :mod:`.splits` or :mod:`.encode
 1. read ``LAKE/reviews`` (partition pruning on ``--categories``), drop rows that cannot be
    examples and collapse duplicate review ids; the clean rows are staged as Parquet so the
    following steps read only the columns they need instead of recomputing the shuffle;
-2. balance and split (exact counts, reproducible by seed, see :mod:`.splits`);
+2. split by review id and seed (stable as the lake grows), then balance each split exactly
+   (see :mod:`.splits`);
 3. the tokenizer: a saved directory, or a WordPiece vocabulary trained on a bounded,
    deterministic sample of the training split;
 4. features in a vectorised Arrow function (``mapInArrow``), written as Parquet
@@ -310,7 +311,7 @@ def run_prepare(spark: SparkSession, lake: str, output: str,
     # 2. balance and split
     assigned, plan = S.balance_and_split(clean, opts.split, opts.balance, opts.seed)
     counts = plan["class_counts"]
-    train_total = sum(plan["ends"][r][0] for r in STAR_RATINGS)
+    train_total = sum(plan["kept"]["train"].values())
     phase("split")
 
     # 3. tokenizer

@@ -6,21 +6,20 @@ one review: copies of the same review are collapsed to one row; ids shared by di
 reviews (another rating or text) are ambiguous and every copy is dropped
 (:func:`dedupe`). So no review id can reach two splits.
 
-Balancing and splitting are one ranking. Every review gets a key, ``xxhash64(review_id,
-seed)`` (ties, which need a 64-bit collision, are broken by the id), and is ranked by it
-within its ``star_rating`` class. With ``m`` reviews kept per class (the smallest class's
-size when balancing, else the class's size) and fractions ``f``:
+A review's split is a function of its id and the seed alone: its key ``xxhash64(review_id,
+seed)``, read as a fraction of the 64-bit range, falls below ``f_train`` (train), below
+``f_train + f_validation`` (validation) or above (test). So a review never changes split when
+the lake grows (an ``append-new`` ingest, another category), whatever the class counts,
+partitioning, cluster or run: no test review of an earlier run can move into train. The split
+sizes follow the fractions as a binomial draw does (within a few sqrt(n) rows).
 
-* ranks ``[0, round(f_train * m))`` -> train,
-* ranks up to ``round((f_train + f_validation) * m)`` -> validation,
-* ranks up to ``m`` -> test, the rest are undersampled away.
-
-So per class every split is within one row of its fraction, the classes are exactly
-balanced, and a review's split depends only on its id, the seed and the class counts: not
-on partitioning, file layout or run. The ranks are never materialised (no global sort, no
-window over a class): :func:`find_cuts` finds the key at each cut rank exactly from small
-histograms of the keys' leading bits (refined until a bucket holds a few thousand keys,
-which are then collected), and :func:`assign_splits` compares each row's key to them.
+Balancing undersamples each class to the size of the smallest class *within each split*,
+exactly: inside a (split, class) group the reviews with the smallest keys are kept (ties,
+which need a 64-bit collision, are broken by the id). The kept ranks are never materialised
+(no global sort, no window over a group): :func:`find_cuts` finds the key at each cut rank
+exactly from small histograms of the keys' leading bits (refined until a bucket holds a few
+thousand keys, which are then collected), and :func:`assign_splits` compares each row's key
+to them.
 """
 from __future__ import annotations
 
@@ -37,6 +36,7 @@ SPLITS = ("train", "validation", "test")
 DROP_REASONS = ("missing_review_id", "invalid_star_rating", "blank_review_body")
 KEY = "_key"
 SPLIT = "split"
+GROUP = "_group"   # (split, class) as one int: split index * 8 + star_rating
 COLUMNS = (ID_COLUMN, LABEL_COLUMN, TEXT_COLUMN, PARTITION_COLUMN)
 _MIN_LONG = -(1 << 63)
 STEP_BITS = 10          # buckets per refinement round: 1024
@@ -133,25 +133,68 @@ def _round(x: float) -> int:
     return int(math.floor(x + 0.5 + 1e-9))
 
 
-def split_ends(class_counts: dict[int, int], fractions: Sequence[float],
-               balance: bool) -> dict[int, tuple[int, int, int]]:
-    """Per star rating, the cumulative end ranks of train, validation and test."""
-    missing = [r for r in STAR_RATINGS if class_counts.get(r, 0) == 0]
+def key_thresholds(fractions: Sequence[float]) -> tuple[int | None, int | None]:
+    """The signed 64-bit keys where train ends and where validation ends (None: the split
+    runs to the end of the key range)."""
+    out = []
+    for cum in (fractions[0], fractions[0] + fractions[1]):
+        t = math.floor(min(cum, 1.0) * 2.0 ** 64) + _MIN_LONG
+        out.append(None if cum >= 1.0 - 1e-12 or t > (1 << 63) - 1 else int(t))
+    return out[0], out[1]
+
+
+def split_of_key(fractions: Sequence[float]) -> Column:
+    """'train' / 'validation' / 'test' from the key alone (:func:`key_thresholds`)."""
+    t1, t2 = key_thresholds(fractions)
+    key = F.col(KEY)
+    if t1 is None:
+        return F.lit("train")
+    train = F.when(key < F.lit(t1), F.lit("train"))
+    if t2 is None:
+        return train.otherwise(F.lit("validation"))
+    return train.when(key < F.lit(t2), F.lit("validation")).otherwise(F.lit("test"))
+
+
+def py_split_of_key(key: int, fractions: Sequence[float]) -> str:
+    """:func:`split_of_key` for one key (tests, tools)."""
+    t1, t2 = key_thresholds(fractions)
+    if t1 is None or key < t1:
+        return "train"
+    return "validation" if t2 is None or key < t2 else "test"
+
+
+def group_id(split: str, rating: int) -> int:
+    return SPLITS.index(split) * 8 + int(rating)
+
+
+def keep_counts(counts: dict[str, dict[int, int]], fractions: Sequence[float],
+                balance: bool) -> dict[str, dict[int, int]]:
+    """Per split and star rating, how many reviews are kept: with ``balance`` the smallest
+    class's size within that split, else all of them. ``counts`` is per split and class."""
+    totals = {r: sum(c.get(r, 0) for c in counts.values()) for r in STAR_RATINGS}
+    if sum(totals.values()) == 0:
+        raise UserError("no reviews left to prepare after cleaning (check --categories and "
+                        "the lake)")
+    missing = [r for r in STAR_RATINGS if totals[r] == 0]
     if balance and missing:
         raise UserError(f"no reviews with star_rating {', '.join(map(str, missing))} in the "
                         f"selection: balancing would keep nothing (use --no-balance or "
                         f"select more categories)")
-    if sum(class_counts.values()) == 0:
-        raise UserError("no reviews left to prepare after cleaning (check --categories and "
-                        "the lake)")
-    keep = min(class_counts[r] for r in STAR_RATINGS) if balance else None
-    ends = {}
-    for r in STAR_RATINGS:
-        m = keep if balance else class_counts.get(r, 0)
-        k1 = _round(fractions[0] * m)
-        k2 = max(k1, min(m, _round((fractions[0] + fractions[1]) * m)))
-        ends[r] = (k1, k2, m)
-    return ends
+    kept: dict[str, dict[int, int]] = {}
+    for split, fraction in zip(SPLITS, fractions):
+        have = {r: counts.get(split, {}).get(r, 0) for r in STAR_RATINGS}
+        if balance and fraction > 0:
+            short = [r for r in STAR_RATINGS if have[r] == 0]
+            if short:
+                raise UserError(
+                    f"no reviews with star_rating {', '.join(map(str, short))} in the {split} "
+                    f"split ({sum(have.values())} reviews): balancing would leave it empty "
+                    f"(use a larger {split} fraction, more categories or --no-balance)")
+            m = min(have.values())
+            kept[split] = {r: m for r in STAR_RATINGS}
+        else:
+            kept[split] = have
+    return kept
 
 
 def _prefix(bits: int) -> Column:
@@ -166,11 +209,14 @@ def _py_prefix(key: int, bits: int) -> int:
 
 
 def find_cuts(df: DataFrame, ends: dict[int, tuple[int, ...]],
-              class_counts: dict[int, int]) -> dict[int, list[tuple[int, str] | None]]:
-    """For every class and end rank k, the (key, review_id) of the k-th review in key order
-    (None for k = 0). ``df`` has ``star_rating``, ``review_id`` and the key (:func:`with_key`).
+              class_counts: dict[int, int],
+              group: str = LABEL_COLUMN) -> dict[int, list[tuple[int, str] | None]]:
+    """For every group and end rank k, the (key, review_id) of the k-th review of the group
+    in key order (None for k = 0). ``df`` has the integer ``group`` column (the star rating
+    by default), ``review_id`` and the key (:func:`with_key`); ``class_counts`` are the
+    groups' sizes.
 
-    Only small aggregates reach the driver: per round one count per (class, bucket) of the
+    Only small aggregates reach the driver: per round one count per (group, bucket) of the
     buckets still in play, and at the end the keys of one bucket per cut.
     """
     # a target: [class, end rank k, rank within its bucket, prefix bits, prefix, bucket size]
@@ -185,12 +231,12 @@ def find_cuts(df: DataFrame, ends: dict[int, tuple[int, ...]],
             break
         bits = active[0][3]  # every active target has refined the same number of rounds
         step = min(STEP_BITS, MAX_BITS - bits)
-        rows = (df.where(_in_buckets({(t[0], bits, t[4]) for t in active}))
-                .groupBy(LABEL_COLUMN, _prefix(bits + step).alias("b")).count().collect())
+        rows = (df.where(_in_buckets({(t[0], bits, t[4]) for t in active}, group))
+                .groupBy(group, _prefix(bits + step).alias("b")).count().collect())
         buckets: dict[tuple[int, int], list[tuple[int, int]]] = {}
         for r in rows:
             b = int(r["b"])
-            buckets.setdefault((int(r[LABEL_COLUMN]), b >> step), []).append((b, int(r["count"])))
+            buckets.setdefault((int(r[group]), b >> step), []).append((b, int(r["count"])))
         for t in active:
             before = 0
             for b, n in sorted(buckets.get((t[0], t[4]), [])):
@@ -203,10 +249,10 @@ def find_cuts(df: DataFrame, ends: dict[int, tuple[int, ...]],
                 raise RuntimeError("the reviews changed while the split cuts were computed")
     keys: dict[int, list[tuple[int, str]]] = {}
     if targets:
-        rows = (df.where(_in_buckets({(t[0], t[3], t[4]) for t in targets}))
-                .select(LABEL_COLUMN, KEY, ID_COLUMN).collect())
+        rows = (df.where(_in_buckets({(t[0], t[3], t[4]) for t in targets}, group))
+                .select(group, KEY, ID_COLUMN).collect())
         for r in rows:
-            keys.setdefault(int(r[LABEL_COLUMN]), []).append((int(r[KEY]), r[ID_COLUMN]))
+            keys.setdefault(int(r[group]), []).append((int(r[KEY]), r[ID_COLUMN]))
     found: dict[tuple[int, int], tuple[int, str]] = {}
     for rating, k, rank, bits, prefix, _ in targets:
         members = sorted(x for x in keys.get(rating, []) if _py_prefix(x[0], bits) == prefix)
@@ -215,11 +261,11 @@ def find_cuts(df: DataFrame, ends: dict[int, tuple[int, ...]],
             for rating, ks in ends.items()}
 
 
-def _in_buckets(groups: set[tuple[int, int, int]]) -> Column:
-    """Rows of the given (class, prefix bits, prefix value) buckets."""
+def _in_buckets(groups: set[tuple[int, int, int]], group: str = LABEL_COLUMN) -> Column:
+    """Rows of the given (group, prefix bits, prefix value) buckets."""
     cond = None
-    for rating, bits, prefix in sorted(groups):
-        c = (F.col(LABEL_COLUMN) == rating) & (_prefix(bits) == F.lit(prefix))
+    for gid, bits, prefix in sorted(groups):
+        c = (F.col(group) == gid) & (_prefix(bits) == F.lit(prefix))
         cond = c if cond is None else cond | c
     return cond
 
@@ -229,30 +275,48 @@ def _at_or_below(cut: tuple[int, str]) -> Column:
     return (F.col(KEY) < F.lit(key)) | ((F.col(KEY) == F.lit(key)) & (F.col(ID_COLUMN) <= F.lit(rid)))
 
 
-def split_column(cuts: dict[int, list[tuple[int, str] | None]]) -> Column:
-    """'train' / 'validation' / 'test' / null (undersampled) from the cuts of every class."""
+def kept_column(cuts: dict[int, list[tuple[int, str] | None]]) -> Column:
+    """Whether a row (with its group) is at or below its group's cut; groups without a cut
+    (nothing undersampled) keep every row."""
     expr = None
-    for rating, class_cuts in sorted(cuts.items()):
-        for name, cut in zip(SPLITS, class_cuts):
-            if cut is None:
-                continue
-            cond = (F.col(LABEL_COLUMN) == rating) & _at_or_below(cut)
-            expr = F.when(cond, F.lit(name)) if expr is None else expr.when(cond, F.lit(name))
-    return F.lit(None).cast("string") if expr is None else expr
+    for gid, (cut,) in sorted(cuts.items()):
+        cond = (F.col(GROUP) == gid) & (F.lit(False) if cut is None else _at_or_below(cut))
+        expr = cond if expr is None else expr | cond
+    uncut = ~F.col(GROUP).isin(*sorted(cuts)) if cuts else F.lit(True)
+    return uncut if expr is None else (uncut | expr)
 
 
-def assign_splits(df: DataFrame, cuts: dict[int, list[tuple[int, str] | None]]) -> DataFrame:
-    """Rows of ``df`` (with the key) that are kept, with their ``split``."""
-    return df.withColumn(SPLIT, split_column(cuts)).where(F.col(SPLIT).isNotNull())
+def assign_splits(df: DataFrame, fractions: Sequence[float],
+                  cuts: dict[int, list[tuple[int, str] | None]]) -> DataFrame:
+    """Rows of ``df`` (with the key) with their ``split``, less those undersampled away."""
+    with_split = df.withColumn(SPLIT, split_of_key(fractions))
+    grouped = with_split.withColumn(GROUP, _group_column())
+    return grouped.where(kept_column(cuts)).drop(GROUP)
+
+
+def _group_column() -> Column:
+    expr = F.lit(None).cast("int")
+    for i, name in enumerate(SPLITS):
+        expr = F.when(F.col(SPLIT) == name, F.lit(i * 8)).otherwise(expr)
+    return expr + F.col(LABEL_COLUMN).cast("int")
 
 
 def balance_and_split(df: DataFrame, fractions: Sequence[float], balance: bool,
                       seed: int) -> tuple[DataFrame, dict]:
     """Clean rows (one per review id) -> kept rows with ``split``; plus what was decided:
-    class counts, end ranks and cuts."""
+    class counts (all splits), counts per split and class before and after balancing, and
+    the cuts."""
     keyed = with_key(df, seed)
-    counts = {int(r[LABEL_COLUMN]): int(r["count"])
-              for r in keyed.groupBy(LABEL_COLUMN).count().collect()}
-    ends = split_ends(counts, fractions, balance)
-    cuts = find_cuts(keyed, ends, counts)
-    return assign_splits(keyed, cuts), {"class_counts": counts, "ends": ends, "cuts": cuts}
+    grouped = keyed.withColumn(SPLIT, split_of_key(fractions)).withColumn(GROUP, _group_column())
+    by_split: dict[str, dict[int, int]] = {s: {} for s in SPLITS}
+    for r in grouped.groupBy(SPLIT, LABEL_COLUMN).count().collect():
+        by_split[r[SPLIT]][int(r[LABEL_COLUMN])] = int(r["count"])
+    kept = keep_counts(by_split, fractions, balance)
+    sizes = {group_id(s, r): n for s, c in by_split.items() for r, n in c.items()}
+    ends = {group_id(s, r): (kept[s][r],) for s in SPLITS for r in STAR_RATINGS
+            if kept[s][r] < by_split[s].get(r, 0)}
+    cuts = find_cuts(grouped, ends, sizes, group=GROUP)
+    counts = {r: sum(c.get(r, 0) for c in by_split.values()) for r in STAR_RATINGS}
+    counts = {r: n for r, n in counts.items() if n}
+    return assign_splits(keyed, fractions, cuts), {
+        "class_counts": counts, "split_counts": by_split, "kept": kept, "cuts": cuts}
