@@ -55,7 +55,7 @@ def expected_args(bucket, stage, code):
               "quality": ("lake", "quality"), "prepare": ("lake", "features")}[stage]
     args = [f"{code}/jobs/{stage}.py", "--config", "emr.yaml",
             "--input", f"s3://{bucket}/{inputs[0]}", "--output", f"s3://{bucket}/{inputs[1]}"]
-    return args + (["--launcher", "spark"] if stage == "train" else [])
+    return args + (["--launcher", "spark", "--np", "2"] if stage == "train" else [])
 
 
 def test_steps_on_the_cluster_and_code_in_s3(aws, build_dir):
@@ -281,3 +281,53 @@ def test_quality_step_ships_its_suite(tmp_path):
     code = f"s3://my-bucket/reviewlake/code/{__version__}"
     assert args[args.index("--files") + 1] == f"{code}/conf/emr.yaml,{code}/conf/my-suite.yaml"
     assert args[-2:] == ["--suite", "my-suite.yaml"]
+
+
+def _confs(args):
+    return dict(args[i + 1].split("=", 1) for i, a in enumerate(args) if a == "--conf")
+
+
+def _train_and_ingest(tmp_path, *sets):
+    cfg = Config.load(ROOT / "conf" / "emr.yaml", list(sets))
+    result = launch_emr(cfg, cluster_id=None, stages="ingest,train", dry_run=True,
+                        build_dir=tmp_path / "build", out=lambda line: None)
+    return [s["HadoopJarStep"]["Args"] for s in result["steps"]]
+
+
+TRAIN_ONLY = ("spark.executor.", "spark.task.cpus", "spark.task.resource.",
+              "spark.dynamicAllocation.")
+
+
+def test_train_step_has_its_own_resources(tmp_path):
+    """The train step sizes its executors for Horovod ranks (a fixed number of executors,
+    one task per GPU or one per CPU executor, memory overhead for the TF process); the
+    Spark stages keep the cluster's defaults."""
+    ingest, train = _train_and_ingest(tmp_path)
+    conf = _confs(train)
+    assert conf["spark.dynamicAllocation.enabled"] == "false"
+    executors = int(conf["spark.executor.instances"])
+    assert conf["spark.task.cpus"] == conf["spark.executor.cores"]  # CPU: one rank per executor
+    assert conf["spark.executor.memoryOverhead"] and conf["spark.executor.memory"]
+    assert not any(k.startswith("spark.executor.resource.gpu") for k in conf)
+    assert train[train.index("--np") + 1] == str(executors)
+    assert train.index("--np") > train.index("--launcher")      # a job argument
+    assert not any(k.startswith(TRAIN_ONLY) for k in _confs(ingest))
+    assert "--np" not in ingest
+
+    _, gpu = _train_and_ingest(tmp_path, "emr.train.executors=3", "emr.train.gpus_per_executor=4",
+                               "emr.train.executor_cores=16", "emr.train.memory_overhead=12g")
+    conf = _confs(gpu)
+    assert conf["spark.executor.resource.gpu.amount"] == "4"
+    assert conf["spark.task.resource.gpu.amount"] == "1"
+    assert conf["spark.executor.resource.gpu.discoveryScript"] == \
+        "/usr/lib/spark/scripts/gpu/getGpusResources.sh"
+    assert conf["spark.task.cpus"] == "4" and conf["spark.executor.cores"] == "16"
+    assert conf["spark.executor.instances"] == "3"
+    assert conf["spark.executor.memoryOverhead"] == "12g"
+    assert gpu[gpu.index("--np") + 1] == "12"                  # 3 executors x 4 GPUs
+
+    with pytest.raises(UserError, match="train.np 5 .* 3 executors x 4"):
+        _train_and_ingest(tmp_path, "emr.train.executors=3", "emr.train.gpus_per_executor=4",
+                          "emr.train.executor_cores=16", "train.np=5")
+    with pytest.raises(UserError, match="executor_cores 2 .* 4 GPUs"):
+        _train_and_ingest(tmp_path, "emr.train.gpus_per_executor=4", "emr.train.executor_cores=2")
