@@ -158,7 +158,8 @@ def bootstrap_action(cfg, bundle: Bundle) -> dict[str, Any]:
     boot = cfg.section("emr.bootstrap")
     args = [bundle.wheel_uri]
     for key, flag in (("python", "--python"), ("venv", "--venv"), ("tensorflow", "--tensorflow"),
-                      ("horovod", "--horovod"), ("gpu", "--gpu")):
+                      ("horovod", "--horovod"), ("gpu", "--gpu"), ("nccl", "--nccl"),
+                      ("nccl_home", "--nccl-home")):
         if boot.get(key) is not None:
             args += [flag, str(boot[key])]
     return {"Path": bundle.bootstrap_uri, "Name": "reviewlake", "Args": args}
