@@ -225,6 +225,10 @@ def test_wait_against_the_emulator_reports_running_steps(aws, build_dir):
     (["--cluster-id", "j-X", "--set", "emr.code_prefix=my-bucket/code"], "not an S3 URI"),
     (["--cluster-id", "j-X", "--dry-run", "--set", "data.lake=data/lake"],
      "a cluster needs an s3:// path"),
+    (["--cluster-id", "j-X", "--dry-run", "--set", "train.np=5"],
+     "train.np 5 does not match emr.train: 2 executors x 1 rank = 2 processes"),
+    (["--cluster-id", "j-X", "--dry-run", "--set", "emr.train.executors=two"],
+     "emr.train.executors must be an integer of at least 1, got 'two'"),
 ])
 def test_one_line_errors(aws, args, message):
     proc = run_cli("launch", "emr", "--set", f"aws.endpoint_url={aws.endpoint}", *args,

@@ -77,8 +77,8 @@ def train_resources(cfg) -> tuple[list[str], int]:
                      "spark.executor.resource.gpu.discoveryScript":
                          cfg.get("emr.train.gpu_discovery_script") or GPU_DISCOVERY_SCRIPT})
     np = executors * tasks
-    given = cfg.get("train.np")
-    if given is not None and int(given) != np:
+    given = None if cfg.get("train.np") is None else _positive_int(cfg, "train.np", np)
+    if given is not None and given != np:
         raise UserError(f"train.np {given} does not match emr.train: {executors} executors x "
                         f"{tasks} {'GPUs' if gpus else 'rank'} = {np} processes; set "
                         "emr.train.executors (or leave train.np unset)")
