@@ -55,7 +55,7 @@ def expected_args(bucket, stage, code):
               "quality": ("lake", "quality"), "prepare": ("lake", "features")}[stage]
     args = [f"{code}/jobs/{stage}.py", "--config", "emr.yaml",
             "--input", f"s3://{bucket}/{inputs[0]}", "--output", f"s3://{bucket}/{inputs[1]}"]
-    return args + (["--launcher", "spark"] if stage == "train" else [])
+    return args + (["--launcher", "spark", "--np", "2"] if stage == "train" else [])
 
 
 def test_steps_on_the_cluster_and_code_in_s3(aws, build_dir):
@@ -225,6 +225,10 @@ def test_wait_against_the_emulator_reports_running_steps(aws, build_dir):
     (["--cluster-id", "j-X", "--set", "emr.code_prefix=my-bucket/code"], "not an S3 URI"),
     (["--cluster-id", "j-X", "--dry-run", "--set", "data.lake=data/lake"],
      "a cluster needs an s3:// path"),
+    (["--cluster-id", "j-X", "--dry-run", "--set", "train.np=5"],
+     "train.np 5 does not match emr.train: 2 executors x 1 rank = 2 processes"),
+    (["--cluster-id", "j-X", "--dry-run", "--set", "emr.train.executors=two"],
+     "emr.train.executors must be an integer of at least 1, got 'two'"),
 ])
 def test_one_line_errors(aws, args, message):
     proc = run_cli("launch", "emr", "--set", f"aws.endpoint_url={aws.endpoint}", *args,
@@ -249,18 +253,10 @@ def test_bootstrap_script_picks_tensorflow_and_horovod_per_node(tmp_path):
     assert "horovod==0.28.1" in cpu.stdout and "/opt/reviewlake/venv/bin/horovodrun --check-build" \
         in cpu.stdout
 
-    # A GPU node: nvidia-smi lists a GPU and the CUDA toolkit is there.
-    fake = tmp_path / "bin"
-    fake.mkdir()
-    (fake / "nvidia-smi").write_text("#!/bin/sh\necho 'GPU 0: NVIDIA A10G (UUID: GPU-1)'\n")
-    (fake / "nvidia-smi").chmod(0o755)
-    cuda = tmp_path / "cuda"
-    (cuda / "bin").mkdir(parents=True)
-    (cuda / "bin" / "nvcc").write_text("#!/bin/sh\n")
-    (cuda / "bin" / "nvcc").chmod(0o755)
+    # A GPU node: nvidia-smi lists a GPU and the CUDA toolkit (with NCCL) is there.
+    cuda, gpu_env = _gpu_node(tmp_path)
     gpu = subprocess.run(["bash", str(script), wheel, "--tensorflow", "2.15.1"],
-                         env=dict(base, PATH=f"{fake}:{base['PATH']}", CUDA_HOME=str(cuda)),
-                         capture_output=True, text=True)
+                         env=gpu_env, capture_output=True, text=True)
     assert gpu.returncode == 0, gpu.stderr
     assert "tensorflow[and-cuda]==2.15.1" in gpu.stdout
     assert "HOROVOD_GPU_OPERATIONS=NCCL" in gpu.stdout and f"HOROVOD_CUDA_HOME={cuda}" in gpu.stdout
@@ -281,3 +277,123 @@ def test_quality_step_ships_its_suite(tmp_path):
     code = f"s3://my-bucket/reviewlake/code/{__version__}"
     assert args[args.index("--files") + 1] == f"{code}/conf/emr.yaml,{code}/conf/my-suite.yaml"
     assert args[-2:] == ["--suite", "my-suite.yaml"]
+
+
+def _confs(args):
+    return dict(args[i + 1].split("=", 1) for i, a in enumerate(args) if a == "--conf")
+
+
+def _train_and_ingest(tmp_path, *sets):
+    cfg = Config.load(ROOT / "conf" / "emr.yaml", list(sets))
+    result = launch_emr(cfg, cluster_id=None, stages="ingest,train", dry_run=True,
+                        build_dir=tmp_path / "build", out=lambda line: None)
+    return [s["HadoopJarStep"]["Args"] for s in result["steps"]]
+
+
+TRAIN_ONLY = ("spark.executor.", "spark.task.cpus", "spark.task.resource.",
+              "spark.dynamicAllocation.")
+
+
+def test_train_step_has_its_own_resources(tmp_path):
+    """The train step sizes its executors for Horovod ranks (a fixed number of executors,
+    one task per GPU or one per CPU executor, memory overhead for the TF process); the
+    Spark stages keep the cluster's defaults."""
+    ingest, train = _train_and_ingest(tmp_path)
+    conf = _confs(train)
+    assert conf["spark.dynamicAllocation.enabled"] == "false"
+    executors = int(conf["spark.executor.instances"])
+    assert conf["spark.task.cpus"] == conf["spark.executor.cores"]  # CPU: one rank per executor
+    assert conf["spark.executor.memoryOverhead"] and conf["spark.executor.memory"]
+    assert not any(k.startswith("spark.executor.resource.gpu") for k in conf)
+    assert train[train.index("--np") + 1] == str(executors)
+    assert train.index("--np") > train.index("--launcher")      # a job argument
+    assert not any(k.startswith(TRAIN_ONLY) for k in _confs(ingest))
+    assert "--np" not in ingest
+
+    _, gpu = _train_and_ingest(tmp_path, "emr.train.executors=3", "emr.train.gpus_per_executor=4",
+                               "emr.train.executor_cores=16", "emr.train.memory_overhead=12g")
+    conf = _confs(gpu)
+    assert conf["spark.executor.resource.gpu.amount"] == "4"
+    assert conf["spark.task.resource.gpu.amount"] == "1"
+    assert conf["spark.executor.resource.gpu.discoveryScript"] == \
+        "/usr/lib/spark/scripts/gpu/getGpusResources.sh"
+    assert conf["spark.task.cpus"] == "4" and conf["spark.executor.cores"] == "16"
+    assert conf["spark.executor.instances"] == "3"
+    assert conf["spark.executor.memoryOverhead"] == "12g"
+    assert gpu[gpu.index("--np") + 1] == "12"                  # 3 executors x 4 GPUs
+
+    with pytest.raises(UserError, match="train.np 5 .* 3 executors x 4"):
+        _train_and_ingest(tmp_path, "emr.train.executors=3", "emr.train.gpus_per_executor=4",
+                          "emr.train.executor_cores=16", "train.np=5")
+    with pytest.raises(UserError, match="executor_cores 2 .* 4 GPUs"):
+        _train_and_ingest(tmp_path, "emr.train.gpus_per_executor=4", "emr.train.executor_cores=2")
+
+
+def _gpu_node(tmp_path, nccl_in_cuda=True):
+    """A GPU node as the bootstrap sees it: nvidia-smi lists a GPU, CUDA_HOME has nvcc (and,
+    where asked, NCCL as NVIDIA's packages lay it out: include/nccl.h, lib64/libnccl.so)."""
+    fake = tmp_path / "bin"
+    fake.mkdir(parents=True, exist_ok=True)
+    (fake / "nvidia-smi").write_text("#!/bin/sh\necho 'GPU 0: NVIDIA A10G (UUID: GPU-1)'\n")
+    (fake / "nvidia-smi").chmod(0o755)
+    cuda = tmp_path / "cuda"
+    (cuda / "bin").mkdir(parents=True, exist_ok=True)
+    (cuda / "bin" / "nvcc").write_text("#!/bin/sh\necho 'Cuda compilation tools, release 12.2, V12.2.140'\n")
+    (cuda / "bin" / "nvcc").chmod(0o755)
+    if nccl_in_cuda:
+        (cuda / "include").mkdir(exist_ok=True)
+        (cuda / "include" / "nccl.h").write_text("/* nccl */\n")
+        (cuda / "lib64").mkdir(exist_ok=True)
+        (cuda / "lib64" / "libnccl.so.2").write_text("")
+        (cuda / "lib64" / "libnccl.so").symlink_to("libnccl.so.2")
+    env = dict(os.environ, REVIEWLAKE_BOOTSTRAP_DRY_RUN="1", TMPDIR=str(tmp_path),
+               PATH=f"{fake}:{os.environ['PATH']}", CUDA_HOME=str(cuda),
+               REVIEWLAKE_BOOTSTRAP_SYSROOT=str(tmp_path / "root"))
+    env.pop("NCCL_HOME", None)
+    return cuda, env
+
+
+def _bootstrap(env, *args):
+    script = ROOT / "lib" / "reviewlake" / "launch" / "emr_bootstrap.sh"
+    wheel = f"s3://b/code/{__version__}/reviewlake-{__version__}-py3-none-any.whl"
+    return subprocess.run(["bash", str(script), wheel, *args], env=env, capture_output=True,
+                          text=True)
+
+
+def _hvd_env(stdout):
+    line = next(l for l in stdout.splitlines() if "pip install" in l and "horovod==" in l)
+    return dict(w.split("=", 1) for w in line.split() if w.startswith("HOROVOD_"))
+
+
+def test_bootstrap_builds_horovod_against_an_nccl_with_header_and_library(tmp_path):
+    cuda, env = _gpu_node(tmp_path)
+    proc = _bootstrap(env)
+    assert proc.returncode == 0, proc.stderr
+    hvd = _hvd_env(proc.stdout)
+    assert hvd["HOROVOD_GPU_OPERATIONS"] == "NCCL"
+    assert os.path.isfile(os.path.join(hvd["HOROVOD_NCCL_INCLUDE"], "nccl.h"))
+    assert os.path.exists(os.path.join(hvd["HOROVOD_NCCL_LIB"], "libnccl.so"))
+    assert hvd["HOROVOD_NCCL_HOME"] == str(cuda) and hvd["HOROVOD_NCCL_LINK"] == "SHARED"
+    assert "libnccl-devel" not in proc.stdout            # found: nothing to install
+
+    # pip's nvidia-nccl layout (libnccl.so.2 only, no header) given as NCCL_HOME: refused,
+    # in one line naming what is missing.
+    pip_nccl = tmp_path / "site-packages" / "nvidia" / "nccl"
+    (pip_nccl / "lib").mkdir(parents=True)
+    (pip_nccl / "lib" / "libnccl.so.2").write_text("")
+    bad = _bootstrap(dict(env, NCCL_HOME=str(pip_nccl)))
+    assert bad.returncode != 0
+    last = bad.stderr.strip().splitlines()[-1]
+    assert last.startswith("emr_bootstrap.sh: ") and "nccl.h" in last and "libnccl.so" in last
+    assert "horovod==" not in bad.stdout
+
+    # No NCCL anywhere: the NCCL packages (runtime and headers) come from NVIDIA's CUDA
+    # repository for RHEL 9 (Amazon Linux 2023's base), matching CUDA 12; in a dry run
+    # nothing is installed, so the check after it fails and names what is missing.
+    _, bare = _gpu_node(tmp_path / "bare", nccl_in_cuda=False)
+    none = _bootstrap(bare)
+    assert "cuda/repos/rhel9/" in none.stdout
+    assert "libnccl-devel-" in none.stdout and "+cuda12" in none.stdout
+    assert none.returncode != 0 and "horovod==" not in none.stdout
+    last = none.stderr.strip().splitlines()[-1]
+    assert last.startswith("emr_bootstrap.sh: ") and "nccl.h" in last and "libnccl.so" in last

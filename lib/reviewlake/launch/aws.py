@@ -155,3 +155,27 @@ class S3:
         os.makedirs(os.path.dirname(path) or ".", exist_ok=True)
         with aws_errors(f"downloading {uri}"):
             self.client.download_file(bucket, key, path)
+
+    def write_text(self, uri: str, text: str) -> str:
+        bucket, key = parse_s3_uri(uri)
+        with aws_errors(f"writing {uri}"):
+            self.client.put_object(Bucket=bucket, Key=key, Body=text.encode("utf-8"))
+        return uri
+
+    def sizes(self, uri: str) -> dict[str, int]:
+        """Every key under the prefix, as s3:// URI -> size in bytes."""
+        bucket, prefix = parse_s3_uri(uri)
+        out: dict[str, int] = {}
+        with aws_errors(f"listing {uri}"):
+            for page in self.client.get_paginator("list_objects_v2").paginate(
+                    Bucket=bucket, Prefix=prefix):
+                out.update({f"s3://{bucket}/{obj['Key']}": int(obj["Size"])
+                            for obj in page.get("Contents", [])})
+        return out
+
+    def delete(self, uris) -> None:
+        """Delete the objects, in the order given (absent ones are no error)."""
+        for uri in uris:
+            bucket, key = parse_s3_uri(uri)
+            with aws_errors(f"deleting {uri}"):
+                self.client.delete_object(Bucket=bucket, Key=key)

@@ -5,7 +5,8 @@ cluster`` with the packaged library (``--py-files``), the resolved profile (``--
 by the job as ``--config <name>.yaml`` from the driver's working directory), the profile's
 Maven packages (``--packages``) or jars in S3 (``--jars``), the job file in S3 and the
 stage's S3 input and output. The train step runs ``--launcher spark``: one Horovod process
-per Spark task slot (``horovod.spark.run``), on nodes set up by the bootstrap action
+per Spark task slot (``horovod.spark.run``), with executors of its own (``emr.train``:
+:func:`train_resources`), on nodes set up by the bootstrap action
 (``emr_bootstrap.sh``: Python venv, the wheel, TensorFlow for the node's hardware, Horovod).
 
 ``--dry-run`` prints the steps in the JSON that ``aws emr add-steps --steps file://...``
@@ -33,6 +34,58 @@ ACTIONS_ON_FAILURE = ("CONTINUE", "CANCEL_AND_WAIT", "TERMINATE_CLUSTER")
 ACTIVE_CLUSTER_STATES = ("STARTING", "BOOTSTRAPPING", "RUNNING", "WAITING")
 FAILED_STEP_STATES = ("CANCELLED", "FAILED", "INTERRUPTED")
 MAX_STEP_CHARS = 10240  # EMR's limit on the strings of one HadoopJarStep
+# Where EMR's Spark keeps the script that lists a node's GPUs for Spark's resource scheduler.
+GPU_DISCOVERY_SCRIPT = "/usr/lib/spark/scripts/gpu/getGpusResources.sh"
+
+
+def _positive_int(cfg, key: str, default: int, minimum: int = 1) -> int:
+    value = cfg.get(key)
+    value = default if value is None else value
+    try:
+        number = int(value)
+    except (TypeError, ValueError):
+        number = minimum - 1
+    if number < minimum or isinstance(value, bool):
+        raise UserError(f"{key} must be an integer of at least {minimum}, got {value!r}")
+    return number
+
+
+def train_resources(cfg) -> tuple[list[str], int]:
+    """The train step's own executor settings (``emr.train``) as spark-submit arguments, and
+    the number of Horovod processes they give: a fixed number of executors (dynamic
+    allocation off), one task, hence one rank, per GPU (``spark.task.resource.gpu.amount=1``
+    and ``spark.task.cpus`` = cores / GPUs) or, without GPUs, one per executor (a task takes
+    all its cores), and ``memoryOverhead`` for the TensorFlow process, whose memory is not
+    Spark's heap but counts against the YARN container."""
+    executors = _positive_int(cfg, "emr.train.executors", 2)
+    cores = _positive_int(cfg, "emr.train.executor_cores", 4)
+    gpus = _positive_int(cfg, "emr.train.gpus_per_executor", 0, minimum=0)
+    if gpus and cores < gpus:
+        raise UserError(f"emr.train.executor_cores {cores} is fewer than the {gpus} GPUs per "
+                        "executor (emr.train.gpus_per_executor): each rank needs a core")
+    tasks = gpus or 1
+    conf = {"spark.dynamicAllocation.enabled": "false",
+            "spark.executor.instances": executors, "spark.executor.cores": cores,
+            "spark.task.cpus": cores // tasks}
+    for key, name in (("executor_memory", "spark.executor.memory"),
+                      ("memory_overhead", "spark.executor.memoryOverhead")):
+        if cfg.get(f"emr.train.{key}"):
+            conf[name] = cfg.get(f"emr.train.{key}")
+    if gpus:
+        conf.update({"spark.executor.resource.gpu.amount": gpus,
+                     "spark.task.resource.gpu.amount": 1,
+                     "spark.executor.resource.gpu.discoveryScript":
+                         cfg.get("emr.train.gpu_discovery_script") or GPU_DISCOVERY_SCRIPT})
+    np = executors * tasks
+    given = None if cfg.get("train.np") is None else _positive_int(cfg, "train.np", np)
+    if given is not None and given != np:
+        raise UserError(f"train.np {given} does not match emr.train: {executors} executors x "
+                        f"{tasks} {'GPUs' if gpus else 'rank'} = {np} processes; set "
+                        "emr.train.executors (or leave train.np unset)")
+    args: list[str] = []
+    for name, value in conf.items():
+        args += ["--conf", f"{name}={value}"]
+    return args, np
 
 
 def cluster_jars(cfg, bundle: Bundle | None = None) -> tuple[list[str], list[str]]:
@@ -65,13 +118,18 @@ def spark_submit_command(cfg, bundle: Bundle, stage: str, jars: list[str]) -> li
     if python:  # the bootstrap action's venv, on the driver and on every executor
         cmd += ["--conf", f"spark.pyspark.python={python}",
                 "--conf", f"spark.pyspark.driver.python={python}"]
+    np_args: list[str] = []
+    if stage == "train":  # before submit_options, so a --conf there still overrides these
+        resources, np = train_resources(cfg)
+        cmd += resources
+        np_args = ["--np", str(np)]
     options = cfg.get("emr.submit_options") or {}
     for key in ("all", stage):
         more = options.get(key) or []
         if not isinstance(more, list):
             raise UserError(f"emr.submit_options.{key} must be a list of spark-submit arguments")
         cmd += [str(x) for x in more]
-    cmd += [bundle.job_uri(stage)] + stage_args(cfg, stage, bundle.profile)
+    cmd += [bundle.job_uri(stage)] + stage_args(cfg, stage, bundle.profile) + np_args
     for flag, path in extra:  # --files puts them in the driver's working directory too
         cmd += [flag, path.name]
     if sum(len(a) for a in cmd) > MAX_STEP_CHARS:
@@ -100,7 +158,8 @@ def bootstrap_action(cfg, bundle: Bundle) -> dict[str, Any]:
     boot = cfg.section("emr.bootstrap")
     args = [bundle.wheel_uri]
     for key, flag in (("python", "--python"), ("venv", "--venv"), ("tensorflow", "--tensorflow"),
-                      ("horovod", "--horovod"), ("gpu", "--gpu")):
+                      ("horovod", "--horovod"), ("gpu", "--gpu"), ("nccl", "--nccl"),
+                      ("nccl_home", "--nccl-home")):
         if boot.get(key) is not None:
             args += [flag, str(boot[key])]
     return {"Path": bundle.bootstrap_uri, "Name": "reviewlake", "Args": args}

@@ -102,8 +102,12 @@ def weights_digest(model) -> str:
     return h.hexdigest()
 
 
-def train(spec) -> dict:
-    """Run one process of a (possibly distributed) training; returns rank 0's metrics."""
+def train(spec, on_checkpoint=None) -> dict:
+    """Run one process of a (possibly distributed) training; returns rank 0's metrics.
+
+    ``on_checkpoint(checkpoint_dir, epoch)`` is called on rank 0 after each epoch's
+    checkpoint (``ckpt-<epoch>.*`` and ``history.json``) is written, before the next epoch
+    (the Spark launcher uploads it to S3 there)."""
     import numpy as np
     import tensorflow as tf
 
@@ -212,6 +216,8 @@ def train(spec) -> dict:
                 epoch_var.assign(epoch + 1)
                 manager.save(checkpoint_number=epoch + 1)
                 _atomic_write(os.path.join(ckpt_dir, HISTORY), json.dumps(history, indent=2))
+                if on_checkpoint is not None:
+                    on_checkpoint(ckpt_dir, epoch + 1)
 
     callbacks = [hvd.callbacks.MetricAverageCallback()]   # the state was broadcast above
     if spec.warmup_epochs > 0 and initial_epoch < spec.warmup_epochs:
