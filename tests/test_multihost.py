@@ -23,7 +23,8 @@ TRACE_HOOK = ROOT / "tests" / "input_trace"
 CLEAN = {"namespaces": {}, "links": [], "etc": []}
 # a small model (its graph is traced once per run: most of an epoch on 2 busy cores), and no
 # dropout: its random state is not checkpointed, so a resumed run would draw other masks
-TRAIN_FLAGS = ["--np", "2", "--batch-size", str(BATCH), "--set", "train.baseline=false",
+TRAIN_FLAGS = ["--np", "2", "--batch-size", str(BATCH), "--set", "train.controller=gloo",
+               "--set", "train.baseline=false",
                "--set", "train.tensorboard=false", "--set", "train.dropout=0",
                "--set", "train.tiny.dropout=0", "--set", "train.tiny.attention_dropout=0",
                "--set", "train.tiny.n_layers=1", "--set", "train.tiny.dim=32",
@@ -108,7 +109,7 @@ def train(hosts, features, out, epochs, *extra):
                    "--hosts", hosts.hosts_arg(1), "--epochs", str(epochs), *TRAIN_FLAGS, *extra,
                    env=env, timeout=480)
     assert proc.returncode == 0, proc.stdout[-3000:] + proc.stderr[-3000:]
-    assert f"-H {hosts.hosts_arg(1)}" in proc.stderr      # the launch line names both hosts
+    assert f"-H {hosts.hosts_arg(1)} --gloo" in proc.stderr   # the launch line: both hosts
     ranks = {}
     for path in sorted(trace.glob("rank-*.jsonl")):
         lines = [json.loads(line) for line in path.read_text().splitlines()]
