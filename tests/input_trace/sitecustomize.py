@@ -10,7 +10,9 @@ where the process runs: its Horovod rank and topology, its host name, its networ
 that starts at epoch e0 with s steps an epoch belongs to epoch e0 + k // s; Keras prefetches,
 so batches past the last epoch may be recorded too (drawn, never trained on).
 
-Nothing happens without REVIEWLAKE_TRACE_INPUT; the library itself is unchanged.
+Nothing happens without REVIEWLAKE_TRACE_INPUT; the library itself is unchanged. (In those
+processes this module stands in for the distribution's sitecustomize, which only installs
+Ubuntu's apport crash hook.)
 """
 import os
 import sys
