@@ -32,7 +32,7 @@ DEMO_FLAGS  ?=
 PYTEST_ARGS ?=
 BENCH_ARGS  ?=
 
-.PHONY: setup demo demo-run test bench check-env jars models clean
+.PHONY: setup demo demo-run test bench check-env jars models hosts-deps clean
 
 # The set-up: the Python stack in .venv, then the pinned jars of jars/jars.txt with mvn
 # (cached in ~/.m2; a jar that cannot be fetched is one line and the jar-free path is used).
@@ -62,6 +62,24 @@ models:
 	  else echo "models: cannot fetch $(FCPE_PKG) from PyPI; the real-checkpoint test of the torch reader skips" >&2; fi; \
 	  rm -rf "$$tmp"; \
 	fi
+
+# The multi-host tests (tests/test_multihost.py) start an sshd in each of two network
+# namespaces and horovodrun over ssh between them: /usr/sbin/sshd (openssh-server), ssh and
+# ssh-keygen (openssh-client) and ip (iproute2), from the distribution. As root with apt-get,
+# the missing ones are installed here (no service is enabled or started: each test starts its
+# own sshd); otherwise one line says so and those tests skip with the reason.
+HOSTS_PKGS := /usr/sbin/sshd:openssh-server /usr/bin/ssh:openssh-client /usr/bin/ssh-keygen:openssh-client \
+	      /usr/sbin/ip:iproute2
+hosts-deps:
+	@missing=$$(for p in $(HOSTS_PKGS); do [ -x "$${p%%:*}" ] || echo "$${p##*:}"; done | sort -u | xargs); \
+	if [ -z "$$missing" ]; then exit 0; fi; \
+	if [ "$$(id -u)" != 0 ] || ! command -v apt-get >/dev/null 2>&1; then \
+	  echo "hosts-deps: $$missing missing and not root with apt-get: cannot install; the multi-host tests skip (install them: apt-get install -y --no-install-recommends $$missing)" >&2; exit 0; fi; \
+	echo "hosts-deps: installing $$missing (for the multi-host tests: sshd in network namespaces)"; \
+	export DEBIAN_FRONTEND=noninteractive; \
+	apt-get install -y -q --no-install-recommends $$missing >/dev/null 2>&1 || \
+	  { apt-get update -q >/dev/null 2>&1 && apt-get install -y -q --no-install-recommends $$missing >/dev/null; } || \
+	  echo "hosts-deps: apt-get could not install $$missing; the multi-host tests skip" >&2
 
 check-env:
 	@command -v $(PYTHON) >/dev/null 2>&1 || { echo "reviewlake: $(PYTHON) not found; install Python 3.11 (e.g. apt-get install python3.11 python3.11-venv, or pyenv install 3.11) or run make PYTHON=/path/to/python3.11" >&2; exit 1; }
@@ -98,7 +116,7 @@ demo-run:
 # The tests: first the jar-free paths with jars/ hidden (the spark quality engine, the Python
 # TFRecord writer, the missing-jar messages: what runs where Maven cannot be reached), then the
 # whole suite on the jars the set-up fetched.
-test: setup
+test: setup hosts-deps
 	@hidden=$$(mktemp -d) && trap 'rm -rf "$$hidden"' EXIT && \
 	  echo "jar-free pass (jars/ hidden):" && \
 	  REVIEWLAKE_JARS_DIR="$$hidden" $(BIN)/python -m pytest tests -q -m jarfree -p no:cacheprovider $(PYTEST_ARGS)

@@ -5,45 +5,7 @@ import pytest
 from reviewlake.errors import UserError
 from reviewlake.train.spec import TrainSpec
 
-
-def id_features(root, counts, with_counts=True, name="train"):
-    """A features directory whose records carry their id in input_ids[0]: files of
-    ``counts`` records (ids 0..sum-1 laid end to end), with or without per-file counts."""
-    import json
-
-    import tensorflow as tf
-
-    (root / name).mkdir(parents=True)
-    files, per_file, at = [], {}, 0
-    for k, n in enumerate(counts):
-        rel = f"{name}/part-{k:05d}.tfrecord"
-        with tf.io.TFRecordWriter(str(root / rel)) as w:
-            for i in range(at, at + n):
-                feats = {"input_ids": [i, 1, 1, 1], "input_mask": [1] * 4,
-                         "segment_ids": [0] * 4, "label_ids": [i % 5]}
-                w.write(tf.train.Example(features=tf.train.Features(feature={
-                    key: tf.train.Feature(int64_list=tf.train.Int64List(value=v))
-                    for key, v in feats.items()})).SerializeToString())
-        files.append(rel)
-        per_file[rel] = n
-        at += n
-    split = {"count": at, "files": files}
-    if with_counts:
-        split["file_records"] = per_file
-    meta = {"max_seq_length": 4, "compression": "none", "splits": {name: split}}
-    (root / "_meta.json").write_text(json.dumps(meta))
-    from reviewlake.train.meta import Features
-
-    return Features(root=str(root), meta=meta)
-
-
-def ids_of(ds, batches=None):
-    out = []
-    for i, (inputs, _) in enumerate(ds):
-        if batches is not None and i == batches:
-            break
-        out += inputs["input_ids"][:, 0].numpy().tolist()
-    return out
+from features_fixture import id_features, ids_of
 
 
 @pytest.mark.parametrize("counts,size", [([37] * 10, 8), ([5, 80, 3, 0, 41], 4),
