@@ -99,7 +99,8 @@ def test_features_view_errors(tmp_path):
 def test_code_channel_imports_the_packaged_library(tmp_path):
     code = train_source_dir(tmp_path / "build")
     assert sorted(p.name for p in code.iterdir()) == sorted(
-        ["requirements.txt", "sagemaker_train.py", f"reviewlake-{__version__}.zip"])
+        ["requirements.txt", "sagemaker_launch.py", "sagemaker_train.py",
+         f"reviewlake-{__version__}.zip"])
     probe = ("import runpy, sys; sys.argv = ['sagemaker_train.py']; "
              "ns = runpy.run_path('sagemaker_train.py'); import reviewlake; "
              "print(reviewlake.__file__)")

@@ -102,8 +102,10 @@ def weights_digest(model) -> str:
     return h.hexdigest()
 
 
-def train(spec) -> dict:
-    """Run one process of a (possibly distributed) training; returns rank 0's metrics."""
+def train(spec, on_init=None) -> dict:
+    """Run one process of a (possibly distributed) training; returns rank 0's metrics.
+    ``on_init(hvd)``, when given, runs right after ``hvd.init()`` (a launcher's check of the
+    world it started, before anything is read or built)."""
     import numpy as np
     import tensorflow as tf
 
@@ -119,6 +121,8 @@ def train(spec) -> dict:
     tf.get_logger().setLevel("ERROR")
     cycle_time = set_cycle_time(spec, tf)
     hvd.init()
+    if on_init is not None:
+        on_init(hvd)
     rank, size = hvd.rank(), hvd.size()
     devices = _setup_devices(spec, hvd, tf)
     devices["cycle_time_ms"] = cycle_time
