@@ -158,11 +158,14 @@ def test_entry_world_mismatch_is_one_line_and_non_zero(monkeypatch, tmp_path, ca
     monkeypatch.setattr(entry, "features_view", lambda channels, dest: str(tmp_path))
     monkeypatch.setattr(entry, "train_spec", lambda *a: None)
     monkeypatch.setattr(worker, "train", lambda spec, on_init: on_init(fake_world(4, 4, 1)))
+    monkeypatch.setattr(sagemaker_mpi, "FAILURE_FILE", str(tmp_path / "failure"))
     env = dict(SM_ENV, REVIEWLAKE_PROCESSES_PER_HOST="4")
     assert main(["--epochs", "1"], env) == 2
     err = capsys.readouterr().err
     assert len(err.strip().splitlines()) == 1
     assert err.startswith("reviewlake train (sagemaker): error: rank 0: Horovod has 4 process")
+    # the job's FailureReason: the same line
+    assert (tmp_path / "failure").read_text() == err.split("error: ", 1)[1]
 
 
 FAKE_BIN = {

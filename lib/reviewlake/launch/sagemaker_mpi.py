@@ -174,14 +174,20 @@ def wait_done(path: str | None = None, sleep: Callable[[float], None] = time.sle
     return 0
 
 
-def _fail(message: str) -> None:
-    print(f"reviewlake launch (sagemaker): error: {message}", file=sys.stderr, flush=True)
+def write_failure(message: str) -> None:
+    """The job's FailureReason (SageMaker reads /opt/ml/output/failure; the first writer wins,
+    so the SDK's driver does not replace it with its traceback)."""
     try:
         if os.path.isdir(os.path.dirname(FAILURE_FILE)) and not os.path.exists(FAILURE_FILE):
             with open(FAILURE_FILE, "w", encoding="utf-8") as fh:
                 fh.write(message + "\n")
     except OSError:
         pass
+
+
+def _fail(message: str) -> None:
+    print(f"reviewlake launch (sagemaker): error: {message}", file=sys.stderr, flush=True)
+    write_failure(message)
 
 
 def main(argv: Sequence[str] | None = None, env: Mapping[str, str] | None = None, *,

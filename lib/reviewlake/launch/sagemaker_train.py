@@ -33,7 +33,8 @@ from typing import Any, Mapping, Sequence
 
 from ..errors import UserError
 from ..train.channels import CHANNELS, features_view
-from .sagemaker_mpi import HOSTS_ENV, IMAGE_ENV, PROCESSES_ENV, hosts_of, processes_per_host
+from .sagemaker_mpi import (HOSTS_ENV, IMAGE_ENV, PROCESSES_ENV, hosts_of, processes_per_host,
+                            write_failure)
 
 DEFAULT_CHECKPOINTS = "/opt/ml/checkpoints"
 DEFAULT_MODEL_DIR = "/opt/ml/model"
@@ -150,5 +151,6 @@ def main(argv: Sequence[str] | None = None, env: Mapping[str, str] | None = None
         train(spec, on_init=lambda hvd: check_world(hvd, env))
     except UserError as exc:
         print(f"reviewlake train (sagemaker): error: {exc}", file=sys.stderr)
+        write_failure(str(exc))
         return exc.exit_code
     return 0
