@@ -131,7 +131,7 @@ def check_world(hvd, env: Mapping[str, str]) -> None:
             "learning rate scaled by that total, so the launch is wrong (the mpirun -np)")
     order = json.loads(env[HOSTS_ENV]) if env.get(HOSTS_ENV) else None
     current = env.get("SM_CURRENT_HOST")
-    if order and current and order[hvd.cross_rank()] != current:
+    if order and current and len(order) == len(hosts) and order[hvd.cross_rank()] != current:
         raise UserError(f"rank {hvd.rank()} runs on {current}, but mpirun's host order "
                         f"puts it on {order[hvd.cross_rank()]}")
 
