@@ -250,6 +250,9 @@ def test_cli_dry_run_without_aws(tmp_path):
     assert printed["distribution"]["mpi"]["processes_per_host"] == 8
     assert printed["distribution"]["mpi"]["mpirun"][:5] == [  # 2 instances x 8 GPUs
         "mpirun", "--host", "algo-1:8,algo-2:8", "-np", "16"]
+    # EFA, as the SDK's MPI driver sets it on these instances
+    assert json.loads(request["Environment"]["REVIEWLAKE_MPI_OPTIONS"]) == [
+        "-x", "FI_PROVIDER=efa", "-x", "NCCL_PROTO=simple", "-x", "FI_EFA_USE_DEVICE_RDMA=1"]
     assert request["EnableManagedSpotTraining"] is False
     assert "MaxWaitTimeInSeconds" not in request["StoppingCondition"]
 

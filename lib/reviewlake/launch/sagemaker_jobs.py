@@ -325,6 +325,20 @@ def gpus_per_instance(instance_type: str, region: str) -> int:
     return 0
 
 
+def efa_options(instance_type: str) -> list[str]:
+    """The mpirun options the SDK's MPI driver adds on EFA instances (its own lists of them:
+    libfabric's EFA provider, NCCL's simple protocol, RDMA where the instance has it); our
+    launcher gets them through REVIEWLAKE_MPI_OPTIONS, before the profile's options."""
+    from sagemaker.train.container_drivers.common import utils
+
+    out: list[str] = []
+    if instance_type in utils.SM_EFA_NCCL_INSTANCES:
+        out += ["-x", "FI_PROVIDER=efa", "-x", "NCCL_PROTO=simple"]
+    if instance_type in utils.SM_EFA_RDMA_INSTANCES:
+        out += ["-x", "FI_EFA_USE_DEVICE_RDMA=1"]
+    return out
+
+
 def hyperparameters(cfg) -> dict[str, Any]:
     """The profile's train options the training function takes (TrainSpec fields)."""
     import dataclasses
@@ -458,7 +472,8 @@ class TrainJob:
             max_runtime=max_run, max_wait=max_wait,
             checkpoint_s3_uri=str(checkpoint) if checkpoint else None, output=model,
             channels=_features_layout(features, count, s3, dry_run), hyperparameters=hps,
-            mpi_options=[str(o) for o in cfg.get(f"{t}.mpi_options") or []])
+            mpi_options=efa_options(instance_type) +
+            [str(o) for o in cfg.get(f"{t}.mpi_options") or []])
 
     def input_channels(self) -> list[Any]:
         """``train`` sharded by S3 key (each instance downloads its share of the files);
