@@ -1,7 +1,7 @@
 """The training function every Horovod process runs.
 
 ``train(spec)`` is launched once per GPU (or CPU slot) by horovodrun, horovod.spark.run,
-SageMaker's MPI launcher, or runs alone. Each process:
+the SageMaker job's mpirun (jobs/sagemaker_launch.py), or runs alone. Each process:
 
 * pins the GPU of its local rank (when there are GPUs) and turns on mixed precision / XLA
   when asked;
