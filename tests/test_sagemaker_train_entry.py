@@ -99,7 +99,8 @@ def test_features_view_errors(tmp_path):
 def test_code_channel_imports_the_packaged_library(tmp_path):
     code = train_source_dir(tmp_path / "build")
     assert sorted(p.name for p in code.iterdir()) == sorted(
-        ["requirements.txt", "sagemaker_train.py", f"reviewlake-{__version__}.zip"])
+        ["requirements.txt", "sagemaker_launch.py", "sagemaker_train.py",
+         f"reviewlake-{__version__}.zip"])
     probe = ("import runpy, sys; sys.argv = ['sagemaker_train.py']; "
              "ns = runpy.run_path('sagemaker_train.py'); import reviewlake; "
              "print(reviewlake.__file__)")
@@ -146,3 +147,72 @@ def test_entry_trains_on_this_hosts_share_with_two_processes(tmp_path):
     assert (model_dir / "saved_model" / "saved_model.pb").is_file()
     assert any(p.name.startswith("ckpt-1") for p in ckpt.iterdir())
     assert not (model_dir / "checkpoints").exists()
+
+
+@pytest.mark.slow
+def test_two_instances_emulated(tmp_path):
+    """A 2-instance job, 1 process an instance, emulated on this machine: each process gets
+    its instance's SageMaker environment (SM_HOSTS, SM_CURRENT_HOST, its ShardedByS3Key share
+    of the train files: every 2nd file in key order; the rest in full) through
+    tests/sagemaker_hosts.py under horovodrun --gloo with two host names (Horovod here has
+    Gloo, not MPI). Both instances' files are read, once; the learning rate is scaled by 2;
+    and with processes_per_host 2 the world check stops every rank in one line."""
+    from features_fixture import make_features
+
+    features = make_features(tmp_path / "features", rows=1500, max_seq_length=16, files=4,
+                             vocab_size=500)
+    hosts = ["algo-1", "algo-2"]
+    envs = []
+    for i, host in enumerate(hosts):
+        channels = sagemaker_channels(features, tmp_path / host / "data", host=i, hosts=2)
+        envs.append({"SM_HOSTS": json.dumps(hosts), "SM_CURRENT_HOST": host,
+                     "SM_MODEL_DIR": str(tmp_path / host / "model"),
+                     "REVIEWLAKE_PROCESSES_PER_HOST": "1", "REVIEWLAKE_HOSTS": json.dumps(hosts),
+                     **{f"SM_CHANNEL_{n.upper()}": p for n, p in channels.items()}})
+    # the job as launched, and the same job with processes_per_host 2 (4 processes expected,
+    # 2 started), side by side
+    wrong = [dict(e, REVIEWLAKE_PROCESSES_PER_HOST="2") for e in envs]
+    here = Path(__file__).resolve().parent
+    env = dict(os.environ, TF_CPP_MIN_LOG_LEVEL="2", PYTHONPATH=str(here.parent / "lib"))
+    hps = ["--epochs", "1", "--batch_size", "16", "--model", "tiny", "--learning_rate", "0.001",
+           "--steps_per_epoch", "2", "--checkpoint_dir", str(tmp_path / "ckpt")]
+    runs = {}
+    for name, host_envs in (("right", envs), ("wrong", wrong)):
+        (tmp_path / name).mkdir()
+        (tmp_path / name / "hosts.json").write_text(json.dumps(host_envs))
+        cmd = [str(VENV_BIN / "horovodrun"), "-np", "2", "-H", "localhost:1,127.0.0.1:1",
+               "--gloo", sys.executable, str(here / "sagemaker_hosts.py"),
+               str(tmp_path / name / "hosts.json"), str(tmp_path / name),
+               str(here.parent / "jobs" / "sagemaker_train.py"), *hps]
+        runs[name] = subprocess.Popen(cmd, env=env, stdout=subprocess.PIPE,
+                                      stderr=subprocess.STDOUT, text=True)
+    output = {name: p.communicate(timeout=600)[0] for name, p in runs.items()}
+
+    assert runs["right"].returncode == 0, output["right"][-3000:]
+    out = tmp_path / "right"
+    ranks = [json.loads((out / f"rank{r}.json").read_text()) for r in (0, 1)]
+    meta = json.loads((features / "_meta.json").read_text())
+    for r, rec in enumerate(ranks):
+        assert (rec["host"], rec["size"], rec["cross_rank"], rec["cross_size"],
+                rec["local_size"]) == (hosts[r], 2, r, 2, 1)
+        assert rec["shard"] == [0, 1]                   # the whole of its instance's share
+        names = [os.path.basename(p) for p, _, _ in rec["read"]]
+        assert names == [f"part-{k:05d}.tfrecord" for k in range(4)][r::2]
+        assert all(p.startswith(str(tmp_path / hosts[r] / "data" / "train"))
+                   for p, _, _ in rec["read"])
+        assert [n for _, _, n in rec["read"]] == [
+            meta["splits"]["train"]["file_records"][f"train/{n}"] for n in names]
+    metrics = json.loads((tmp_path / "algo-1" / "model" / "metrics.json").read_text())
+    assert metrics["world_size"] == 2 and metrics["learning_rate"] == pytest.approx(0.002)
+    assert metrics["ranks_consistent"] is True
+    assert not (tmp_path / "algo-2" / "model" / "metrics.json").exists()
+
+    assert runs["wrong"].returncode != 0
+    errors = [line for line in output["wrong"].splitlines()
+              if "reviewlake train (sagemaker): error:" in line]
+    assert len(errors) == 2, output["wrong"][-3000:]
+    for r in (0, 1):
+        assert any(f"error: rank {r}: Horovod has 2 process(es), 1 on this instance, 2 "
+                   "instance(s); the job has 2 instance(s) x 2 processes_per_host = 4" in line
+                   for line in errors)
+    assert not list((tmp_path / "wrong").glob("rank*.json"))  # stopped before reading

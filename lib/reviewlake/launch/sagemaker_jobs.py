@@ -9,8 +9,12 @@
   the job reads its profile from ``/opt/ml/processing/input/files/<profile>.yaml``. Data is
   read from and written to S3 directly (executors on every instance write their own part
   files), and Spark's event logs go to ``/opt/ml/processing/spark-events`` -> S3.
-* train: a training job (``ModelTrainer``) on a TensorFlow training image with MPI
-  distribution (``processes_per_host`` = GPUs per instance) running
+* train: a training job (``ModelTrainer``) on the training image of ``docker/`` (the
+  TensorFlow training image plus Horovod with MPI and NCCL: ``sagemaker.train.image_uri``)
+  whose entry is our own MPI launcher, ``jobs/sagemaker_launch.py``
+  (:mod:`reviewlake.launch.sagemaker_mpi`: the SDK's ``MPI`` distribution starts only
+  ``processes_per_host`` ranks in all): the leader runs ``mpirun -np hosts x
+  processes_per_host`` (``processes_per_host`` = GPUs per instance) on
   ``jobs/sagemaker_train.py`` -> :mod:`reviewlake.launch.sagemaker_train` -> the training
   function every launcher runs. Channels: ``train`` sharded by S3 key (each instance gets
   its share of the TFRecord files), ``meta``/``tokenizer``/``validation``/``test`` fully
@@ -48,7 +52,8 @@ log = logging.getLogger("reviewlake.launch")
 PROCESSING_INPUT = "/opt/ml/processing/input"
 SPARK_EVENTS_LOCAL = "/opt/ml/processing/spark-events/"
 CHECKPOINTS_LOCAL = "/opt/ml/checkpoints"
-TRAIN_ENTRY = "sagemaker_train.py"
+TRAIN_ENTRY = "sagemaker_train.py"      # what every rank runs
+TRAIN_LAUNCHER = "sagemaker_launch.py"  # the job's entry, once per instance
 _ROLE_ARN = re.compile(r"^arn:aws[a-z-]*:iam::\d{12}:role/.+")
 # train section keys that are launcher settings, not hyperparameters of the training function
 # (the baseline needs Spark, which the training image has not: it is fitted by `reviewlake
@@ -320,6 +325,20 @@ def gpus_per_instance(instance_type: str, region: str) -> int:
     return 0
 
 
+def efa_options(instance_type: str) -> list[str]:
+    """The mpirun options the SDK's MPI driver adds on EFA instances (its own lists of them:
+    libfabric's EFA provider, NCCL's simple protocol, RDMA where the instance has it); our
+    launcher gets them through REVIEWLAKE_MPI_OPTIONS, before the profile's options."""
+    from sagemaker.train.container_drivers.common import utils
+
+    out: list[str] = []
+    if instance_type in utils.SM_EFA_NCCL_INSTANCES:
+        out += ["-x", "FI_PROVIDER=efa", "-x", "NCCL_PROTO=simple"]
+    if instance_type in utils.SM_EFA_RDMA_INSTANCES:
+        out += ["-x", "FI_EFA_USE_DEVICE_RDMA=1"]
+    return out
+
+
 def hyperparameters(cfg) -> dict[str, Any]:
     """The profile's train options the training function takes (TrainSpec fields)."""
     import dataclasses
@@ -349,11 +368,13 @@ def train_requirements() -> list[str]:
 
 
 def train_source_dir(build_dir: Path) -> Path:
-    """The training job's code: the entry script, the packaged library, requirements.txt
+    """The training job's code: the launcher, the entry script, the packaged library,
+    requirements.txt
     (in a directory of its own, which the caller removes once the SDK uploaded it)."""
     build_dir.mkdir(parents=True, exist_ok=True)
     src = Path(tempfile.mkdtemp(prefix="sagemaker-train-", dir=build_dir))
     shutil.copy2(JOBS_DIR / TRAIN_ENTRY, src / TRAIN_ENTRY)
+    shutil.copy2(JOBS_DIR / TRAIN_LAUNCHER, src / TRAIN_LAUNCHER)
     shutil.copy2(build_zip(build_dir), src)
     (src / "requirements.txt").write_text("\n".join(train_requirements()) + "\n")
     return src
@@ -407,6 +428,7 @@ class TrainJob:
     channels: dict[str, str]        # channel -> S3 prefix
     hyperparameters: dict[str, Any]
     mpi_options: list[str]
+    gpu: bool = False               # GPU instances: the image's Horovod needs NCCL
 
     @classmethod
     def from_config(cls, cfg, region: str, s3=None, dry_run: bool = False) -> "TrainJob":
@@ -424,6 +446,11 @@ class TrainJob:
                 image_scope="training")
         except ValueError as exc:
             raise UserError(f"{t}: {exc}") from None
+        if not cfg.get(f"{t}.image_uri"):
+            log.warning("sagemaker.train.image_uri is not set: the stock TensorFlow %s training "
+                        "image has no Horovod from TF 2.12 on and the job stops at its start; "
+                        "build the image of docker/ and set sagemaker.train.image_uri (README)",
+                        cfg.get(f"{t}.framework_version"))
         spot = bool(cfg.get(f"{t}.spot"))
         max_run = _int(cfg, f"{t}.max_runtime_seconds")
         max_wait = _int(cfg, f"{t}.max_wait_seconds") if spot else None
@@ -435,16 +462,18 @@ class TrainJob:
             parse_s3_uri(str(checkpoint))
         hps = hyperparameters(cfg)
         hps["checkpoint_dir"] = CHECKPOINTS_LOCAL
+        gpus = gpus_per_instance(instance_type, region)
         return cls(
             role=role, image=str(image), instance_type=instance_type, instance_count=count,
-            processes_per_host=int(cfg.get(f"{t}.processes_per_host")
-                                   or gpus_per_instance(instance_type, region) or 1),
+            processes_per_host=_int(cfg, f"{t}.processes_per_host")
+            if cfg.get(f"{t}.processes_per_host") is not None else (gpus or 1), gpu=gpus > 0,
             volume_size_gb=_int(cfg, f"{t}.volume_size_gb"),
             input_mode=str(cfg.get(f"{t}.input_mode") or "File"), spot=spot,
             max_runtime=max_run, max_wait=max_wait,
             checkpoint_s3_uri=str(checkpoint) if checkpoint else None, output=model,
             channels=_features_layout(features, count, s3, dry_run), hyperparameters=hps,
-            mpi_options=[str(o) for o in cfg.get(f"{t}.mpi_options") or []])
+            mpi_options=efa_options(instance_type) +
+            [str(o) for o in cfg.get(f"{t}.mpi_options") or []])
 
     def input_channels(self) -> list[Any]:
         """``train`` sharded by S3 key (each instance downloads its share of the files);
@@ -464,8 +493,9 @@ class TrainJob:
         from sagemaker.core.training.configs import (CheckpointConfig, Compute,
                                                      OutputDataConfig, SourceCode,
                                                      StoppingCondition)
-        from sagemaker.train.distributed import MPI
         from sagemaker.train.model_trainer import ModelTrainer
+
+        from .sagemaker_mpi import IMAGE_ENV, MPI_OPTIONS_ENV, PROCESSES_ENV
 
         stopping = StoppingCondition(max_runtime_in_seconds=self.max_runtime,
                                      **({"max_wait_time_in_seconds": self.max_wait}
@@ -473,10 +503,10 @@ class TrainJob:
         trainer = ModelTrainer(
             sagemaker_session=session, role=self.role, base_job_name="reviewlake-train",
             training_image=self.image, training_input_mode=self.input_mode,
+            # No `distributed=MPI(...)`: the SDK's driver runs `mpirun -np <per node>`
+            # (sagemaker_mpi says more); the SDK's basic driver runs our launcher instead.
             source_code=SourceCode(source_dir=str(source_dir),
-                                   entry_script=TRAIN_ENTRY, requirements="requirements.txt"),
-            distributed=MPI(process_count_per_node=self.processes_per_host,
-                            mpi_additional_options=self.mpi_options),
+                                   entry_script=TRAIN_LAUNCHER, requirements="requirements.txt"),
             compute=Compute(instance_type=self.instance_type, instance_count=self.instance_count,
                             volume_size_in_gb=self.volume_size_gb,
                             enable_managed_spot_training=self.spot),
@@ -485,15 +515,24 @@ class TrainJob:
             checkpoint_config=CheckpointConfig(s3_uri=self.checkpoint_s3_uri,
                                                local_path=CHECKPOINTS_LOCAL),
             hyperparameters=dict(self.hyperparameters),
-            environment={"TF_CPP_MIN_LOG_LEVEL": "2", "PYTHONUNBUFFERED": "1"})
+            environment={"TF_CPP_MIN_LOG_LEVEL": "2", "PYTHONUNBUFFERED": "1",
+                         PROCESSES_ENV: str(self.processes_per_host),
+                         MPI_OPTIONS_ENV: json.dumps(self.mpi_options), IMAGE_ENV: self.image})
         trainer.with_metric_definitions([MetricDefinition(name=n, regex=r) for n, r in METRICS])
         return trainer
 
     def distribution(self) -> dict[str, Any]:
+        """What the job's launcher will run (on the leader, with SageMaker's host names)."""
+        from .sagemaker_mpi import mpirun_command
+
+        hosts = [f"algo-{i + 1}" for i in range(self.instance_count)]
+        mpirun = mpirun_command(hosts, self.processes_per_host, ["python", TRAIN_ENTRY, "..."],
+                                gpu=self.gpu, options=self.mpi_options)
         return {"mpi": {"hosts": self.instance_count,
                         "processes_per_host": self.processes_per_host,
                         "processes": self.instance_count * self.processes_per_host,
-                        "mpi_options": self.mpi_options}}
+                        "mpi_options": self.mpi_options, "launcher": TRAIN_LAUNCHER,
+                        "mpirun": mpirun}}
 
 
 def training_job(cfg, session, aws: Aws, build_dir: Path, dry_run: bool,

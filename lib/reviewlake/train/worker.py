@@ -1,7 +1,7 @@
 """The training function every Horovod process runs.
 
 ``train(spec)`` is launched once per GPU (or CPU slot) by horovodrun, horovod.spark.run,
-SageMaker's MPI launcher, or runs alone. Each process:
+the SageMaker job's mpirun (jobs/sagemaker_launch.py), or runs alone. Each process:
 
 * pins the GPU of its local rank (when there are GPUs) and turns on mixed precision / XLA
   when asked;
@@ -102,12 +102,14 @@ def weights_digest(model) -> str:
     return h.hexdigest()
 
 
-def train(spec, on_checkpoint=None) -> dict:
+def train(spec, on_checkpoint=None, on_init=None) -> dict:
     """Run one process of a (possibly distributed) training; returns rank 0's metrics.
 
-    ``on_checkpoint(checkpoint_dir, epoch)`` is called on rank 0 after each epoch's
-    checkpoint (``ckpt-<epoch>.*`` and ``history.json``) is written, before the next epoch
-    (the Spark launcher uploads it to S3 there)."""
+    ``on_init(hvd)``, when given, runs right after ``hvd.init()`` (a launcher's check of the
+    world it started, before anything is read or built). ``on_checkpoint(checkpoint_dir,
+    epoch)`` is called on rank 0 after each epoch's checkpoint (``ckpt-<epoch>.*`` and
+    ``history.json``) is written, before the next epoch (the Spark launcher uploads it to S3
+    there)."""
     import numpy as np
     import tensorflow as tf
 
@@ -123,6 +125,8 @@ def train(spec, on_checkpoint=None) -> dict:
     tf.get_logger().setLevel("ERROR")
     cycle_time = set_cycle_time(spec, tf)
     hvd.init()
+    if on_init is not None:
+        on_init(hvd)
     rank, size = hvd.rank(), hvd.size()
     devices = _setup_devices(spec, hvd, tf)
     devices["cycle_time_ms"] = cycle_time
