@@ -153,7 +153,15 @@ def test_resume_gives_the_uninterrupted_runs_weights_on_every_rank(features, tmp
     """Issue 14, defect 3: the state was broadcast only after the first batch, so the first
     update after a resume came from another state, and the data order restarted. Now: two
     epochs straight, or one epoch then a resume for the second, end with the same weights
-    on both ranks, bit for bit (dropout off: its random state is not checkpointed)."""
+    on both ranks, bit for bit (dropout off: its random state is not checkpointed).
+
+    Where the two-host harness runs (root, sshd: CI), test_multihost.py proves the same
+    across hosts, so this one-host variant stands in only where it cannot."""
+    import hosts
+
+    if hosts.unavailable() is None:
+        pytest.skip("covered across two hosts by test_multihost.py::"
+                    "test_resume_across_hosts_gives_the_uninterrupted_weights")
     common = ["--input", str(features), "--np", "2", "--batch-size", "16",
               "--steps-per-epoch", "6", "--set", "train.baseline=false",
               "--set", "train.tensorboard=false", "--set", "train.dropout=0",

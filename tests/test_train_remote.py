@@ -11,7 +11,7 @@ import pytest
 
 from conftest import run_cli
 from reviewlake.errors import UserError
-from reviewlake.launch.aws import S3
+from reviewlake.aws import S3
 from reviewlake.train.channels import features_view
 from reviewlake.train.remote import download_prefix, stage_host, upload_dir
 

@@ -159,7 +159,7 @@ class Bundle:
     def plan(cls, cfg, code_prefix: str, build_dir: str | os.PathLike,
              jars: list[str] | None = None, conf: list[Path] | None = None) -> "Bundle":
         """The layout without building anything (what --dry-run prints)."""
-        from .aws import parse_s3_uri
+        from ..aws import parse_s3_uri
 
         parse_s3_uri(code_prefix)
         bundle = cls(code_prefix=code_prefix, profile=profile_name(cfg))
@@ -193,7 +193,7 @@ class Bundle:
         return self
 
     def upload(self, s3) -> list[str]:
-        """Upload every file (an :class:`~reviewlake.launch.aws.S3`); returns the URIs.
+        """Upload every file (an :class:`~reviewlake.aws.S3`); returns the URIs.
         The resolved profile's local copy is removed afterwards."""
         try:
             for uri, path in self.files.items():

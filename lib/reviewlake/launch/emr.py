@@ -23,7 +23,7 @@ from pathlib import Path
 from typing import Any, Callable
 
 from ..errors import UserError
-from .aws import S3, Aws, aws_errors, parse_s3_uri
+from ..aws import S3, Aws, aws_errors, parse_s3_uri
 from .bundle import Bundle, job_file
 from .stages import parse_stages, stage_args, stage_files
 from .submit import profile_jars, profile_packages

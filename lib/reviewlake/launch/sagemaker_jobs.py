@@ -42,7 +42,7 @@ from typing import Any, Callable
 from .. import __version__
 from ..errors import UserError
 from ..train.spec import LAUNCH_OPTIONS
-from .aws import S3, Aws, aws_errors, parse_s3_uri, s3_join
+from ..aws import S3, Aws, aws_errors, parse_s3_uri, s3_join
 from .bundle import JOBS_DIR, build_zip, job_file, profile_name, write_profile
 from .stages import SPARK_STAGES, STAGES, stage_args, stage_files, stage_paths
 from .submit import profile_jars, profile_packages

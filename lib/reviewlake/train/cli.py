@@ -109,7 +109,7 @@ def run(cfg, spark=None) -> dict:
         raise UserError(f"--input {spec.input} and --output {spec.output}: with S3, both must "
                         "be S3 prefixes")
     if in_s3:
-        from ..launch.aws import aws_errors
+        from ..aws import aws_errors
         from .remote import _s3, read_meta
 
         with aws_errors(f"reading {spec.input}"):

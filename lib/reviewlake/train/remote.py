@@ -47,7 +47,7 @@ def is_s3(path: str) -> bool:
 def _s3():
     import boto3
 
-    from ..launch.aws import S3
+    from ..aws import S3
 
     return S3(boto3.client("s3"))
 

@@ -1,4 +1,5 @@
-"""AWS access for the launchers: one boto3 session per launch, built from the profile.
+"""AWS access for the launchers and the S3 training path: one boto3 session per launch,
+built from the profile.
 
 The profile's ``aws`` section names the region, an optional named profile (the credentials
 themselves come from boto3's usual chain, never from reviewlake's files) and an optional
@@ -16,7 +17,7 @@ import os
 from dataclasses import dataclass
 from typing import Any, Iterator
 
-from ..errors import UserError
+from .errors import UserError
 
 
 def parse_s3_uri(uri: str) -> tuple[str, str]:
