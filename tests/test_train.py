@@ -51,6 +51,12 @@ def test_two_processes_train_and_agree(trained):
     assert np.array(m["confusion_matrix"]).sum() == m["test"]["count"]
     assert [h["epoch"] for h in m["history"]] == [1, 2]
     assert m["samples_per_second"] > 0 and m["learning_rate"] == pytest.approx(2e-3)
+    # samples/s from the training steps alone: validation and the checkpoint are excluded
+    assert all(0 < h["train_seconds"] < h["seconds"] for h in m["history"])
+    assert m["history"][-1]["samples_per_second"] == pytest.approx(
+        m["steps_per_epoch"] * 32 * 2 / m["history"][-1]["train_seconds"], rel=0.01)
+    assert m["devices"]["sparse_as_dense"] in (True, False) and m["devices"]["sparse_as_dense_why"]
+    assert m["export_check"]["tolerance"] == 1e-4 and m["export_check"]["predictions_differ"] == 0
     for name in ("confusion_matrix.png", "classification_report.txt", "tokenizer/vocab.txt",
                  "saved_model/saved_model.pb", "model_config.json"):
         assert (out / name).exists(), name
@@ -244,6 +250,46 @@ def test_horovod_cycle_time(monkeypatch):
     assert os.environ["HOROVOD_CYCLE_TIME"] == "7"
     with pytest.raises(UserError, match="cycle_time_ms"):
         TrainSpec(input="f", output="m", cycle_time_ms=0).validate()
+
+
+def test_sparse_as_dense_is_chosen_by_device_and_world_size():
+    from reviewlake.errors import UserError
+    from reviewlake.train.spec import TrainSpec
+    from reviewlake.train.worker import choose_sparse_as_dense as choose
+
+    assert choose(False, 8, 8, 32, 128, 30522) == (False, "train.sparse_as_dense")
+    assert choose(True, 0, 2, 32, 64, 600)[0] is True
+    assert choose(None, 0, 1, 32, 128, 30522)[0] is False          # nothing to exchange
+    assert choose(None, 8, 8, 32, 128, 30522)[0] is True           # GPUs: fused NCCL
+    # CPUs, the fewer rows: distilbert's vocabulary on 2 processes gathers 8,192 rows
+    # against 30,522 all-reduced; a small vocabulary or many processes turn it around
+    assert choose(None, 0, 2, 32, 128, 30522)[0] is False
+    assert choose(None, 0, 2, 32, 64, 600)[0] is True
+    assert choose(None, 0, 16, 32, 128, 30522)[0] is True
+    with pytest.raises(UserError, match="sparse_as_dense must be true, false or null"):
+        TrainSpec(input="f", output="m", sparse_as_dense="yes").validate()
+
+
+def test_the_export_check_fits_the_precision():
+    from reviewlake.train.worker import compare_export, export_tolerance
+
+    assert export_tolerance({"gpus": 0}) == 1e-4
+    assert export_tolerance({"gpus": 1}) == export_tolerance({"gpus": 0, "xla": True}) == 2e-3
+    assert export_tolerance({"gpus": 1, "mixed_precision": True}) == 2e-2
+    p = np.array([[0.7, 0.2, 0.1], [0.4, 0.39995, 0.20005]])
+    ok = compare_export(p, p + 5e-5, 1e-4)
+    assert ok["predictions_differ"] == 0 and ok["max_abs_diff"] == pytest.approx(5e-5)
+    tie = p.copy()
+    tie[1] = [0.39996, 0.39999, 0.20005]     # a near tie flips within the tolerance: accepted
+    assert compare_export(p, tie, 1e-4)["predictions_differ"] == 0
+    with pytest.raises(RuntimeError, match="max probability difference 0.001"):
+        compare_export(p, p + np.array([[1e-3, -1e-3, 0], [0, 0, 0]]), 1e-4)
+    amp = compare_export(p, p + np.array([[1e-3, -1e-3, 0], [0, 0, 0]]), 2e-2)
+    assert amp["max_abs_diff"] == pytest.approx(1e-3)
+    flipped = p.copy()
+    flipped[0] = [0.2, 0.7, 0.1]             # a clear margin flipped: refused at any tolerance
+    with pytest.raises(RuntimeError, match="1 of 2 predicted classes differ"):
+        compare_export(p, flipped, 2e-2)
 
 
 def test_warmup_is_a_whole_number_of_epochs():

@@ -55,8 +55,9 @@ class TrainSpec:
     tensorboard: bool = True
     intra_op_threads: int = 0         # CPU threads per process; 0: cores / local processes
     inter_op_threads: int = 0         # 0: min(2, intra_op_threads)
-    sparse_as_dense: bool = False     # embedding gradients all-reduced dense, not allgathered
-                                      # (measured: no gain for the tiny model on 2 CPU cores)
+    sparse_as_dense: bool | None = None   # embedding gradients all-reduced dense (True) or
+                                          # allgathered (False); null: chosen by device and
+                                          # world size (worker.choose_sparse_as_dense)
     cycle_time_ms: float | None = None    # Horovod's cycle time; null: 10 ms on CPU-only hosts
                                           # (measured), Horovod's own default (1 ms) with GPUs
 
@@ -79,6 +80,9 @@ class TrainSpec:
             # the target (0.5 epochs, 2 processes: 1.5x, measured in metrics.json's history).
             raise UserError(f"train.warmup_epochs must be a whole number of epochs (0: none), "
                             f"got {self.warmup_epochs}")
+        if self.sparse_as_dense not in (None, True, False):
+            raise UserError(f"train.sparse_as_dense must be true, false or null (chosen by "
+                            f"device and world size), got {self.sparse_as_dense!r}")
         if self.steps_per_epoch is not None and self.steps_per_epoch < 1:
             raise UserError(f"--steps-per-epoch must be at least 1, got {self.steps_per_epoch}")
         return self
