@@ -88,8 +88,8 @@ def make_dataset(features: Features, split: str, batch_size: int, rank: int = 0,
 
     ``epoch_records`` (with ``repeat``): what one epoch of this process draws (steps x batch).
     When it is at least the share, every epoch is one whole pass over the share, topped up to
-    ``epoch_records`` from the start of a further pass (less than a batch when the steps come
-    from :func:`steps_for`), so epochs stay aligned with passes; and epoch ``e``'s order is a
+    ``epoch_records`` from the start of a further pass (at most one batch when the steps come
+    from :func:`steps_for`, less than one per rank on average), so epochs stay aligned with passes; and epoch ``e``'s order is a
     function of (seed, rank, e) alone, so a run resumed at ``first_epoch`` reads what an
     uninterrupted run reads from that epoch on. Epochs shorter than the share (a capped
     ``steps_per_epoch``) take consecutive stretches of one stream, and a resumed run skips

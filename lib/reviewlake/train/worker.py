@@ -208,8 +208,8 @@ def train(spec, on_checkpoint=None, on_init=None) -> dict:
         raise UserError(f"the train split has {features.count('train')} records for {size} "
                         f"processes: prepare more data or start fewer processes")
     # Steps come from the global count: every process reads an exact share of count/size
-    # records (within one), and an epoch of steps x batch is one pass over it plus less than
-    # one batch.
+    # records (within one), and an epoch of steps x batch is one pass over it plus at most
+    # one batch (less than one per rank on average).
     shard_index, shard_count = data.shard_position(spec.shard, rank, size, hvd.local_rank(),
                                                    hvd.local_size())
 
