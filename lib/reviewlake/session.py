@@ -146,6 +146,10 @@ def get_spark(cfg: Config | None = None, app_name: str = "job"):
         builder = builder.config(key, value)
     spark = builder.getOrCreate()
     spark.sparkContext.setLogLevel(str(cfg.get("spark.log_level", "WARN")))
+    if cfg.get("spark.check_executors") and not spark.sparkContext.master.startswith("local"):
+        from .executors import check_executors
+
+        check_executors(spark)  # which reviewlake the executors import, before the job
     return spark
 
 
