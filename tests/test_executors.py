@@ -51,3 +51,16 @@ def test_check_executors_raises_a_user_error(monkeypatch):
     monkeypatch.setattr(executors, "shipped_zips", lambda spark: [ZIP])
     with pytest.raises(UserError, match="^executor check failed: executor 0 on node1"):
         executors.check_executors(object())
+
+
+def test_the_console_script_ships_the_zip_to_a_cluster():
+    """reviewlake <stage> --master spark://... (no spark-submit) ships what spark-submit.sh
+    ships: the checkout's packaged library; a profile naming its own py-files keeps them."""
+    import zipfile
+
+    from reviewlake.session import REPO_ROOT, cluster_py_files
+
+    shipped = cluster_py_files({})
+    assert shipped == str(REPO_ROOT / "build" / "reviewlake-0.1.0.zip")
+    assert "reviewlake/train/launch.py" in zipfile.ZipFile(shipped).namelist()
+    assert cluster_py_files({"spark.submit.pyFiles": "s3://b/x.zip"}) is None

@@ -1,8 +1,9 @@
 """The stages on a real Spark standalone cluster: a master and two workers, each its own JVM
 on 127.0.0.1 (tests/spark_cluster.py), one core and 1 GiB each.
 
-ingest, quality and prepare go through ``./spark-submit.sh --master spark://...``, as on any
-cluster: the packaged library travels as the ``--py-files`` zip, and the executor check
+ingest, quality and prepare go through ``./spark-submit.sh --master spark://...``
+(``jobs/pipeline.py``, one application), as on any cluster: the packaged library travels as
+the ``--py-files`` zip, and the executor check
 (``spark.check_executors``) has a task on every executor import reviewlake from that zip,
 not from the venv's editable install. Training runs ``--launcher spark``: horovod.spark.run,
 one Horovod rank per executor. Where each task ran comes from the application's event log
@@ -20,7 +21,7 @@ from spark_cluster import standalone_cluster
 
 pytestmark = pytest.mark.slow
 
-ROWS = 3000
+ROWS = 2000
 
 
 @pytest.fixture(scope="module")
@@ -34,21 +35,41 @@ def work(tmp_path_factory):
     return tmp_path_factory.mktemp("standalone-data")
 
 
-def submit(cluster, events: Path, *args: str, timeout: int = 300) -> subprocess.CompletedProcess:
-    """./spark-submit.sh on the cluster; the application waits for both executors (2 cores)
-    before its first job and writes its event log under ``events``."""
+def app_conf(events: Path) -> dict[str, str]:
+    """The application waits for both executors (2 cores) before its first job and writes
+    its event log under ``events``."""
     events.mkdir(parents=True, exist_ok=True)
-    env = dict(os.environ, REVIEWLAKE_VENV=str(VENV_BIN.parent))
-    env.pop("PYSPARK_GATEWAY_PORT", None)
-    env.pop("TF_USE_LEGACY_KERAS", None)
-    cmd = [str(ROOT / "spark-submit.sh"), "--master", cluster.master,
-           "--conf", "spark.cores.max=2",
-           "--conf", "spark.scheduler.minRegisteredResourcesRatio=1.0",
-           "--conf", "spark.scheduler.maxRegisteredResourcesWaitingTime=60s",
-           "--conf", "spark.eventLog.enabled=true", "--conf", f"spark.eventLog.dir={events}",
-           *args]
-    return subprocess.run(cmd, cwd=ROOT, env=env, capture_output=True, text=True,
+    return {"spark.cores.max": "2", "spark.scheduler.minRegisteredResourcesRatio": "1.0",
+            "spark.scheduler.maxRegisteredResourcesWaitingTime": "60s",
+            "spark.eventLog.enabled": "true", "spark.eventLog.dir": str(events)}
+
+
+def child_env(**extra) -> dict[str, str]:
+    env = dict(os.environ, REVIEWLAKE_VENV=str(VENV_BIN.parent), **extra)
+    for key in ("PYSPARK_GATEWAY_PORT", "TF_USE_LEGACY_KERAS", "PYSPARK_PYTHON"):
+        env.pop(key, None)
+    env.update(extra)
+    return env
+
+
+def submit(cluster, events: Path, *args: str, timeout: int = 300) -> subprocess.CompletedProcess:
+    """./spark-submit.sh on the cluster."""
+    conf = [a for k, v in app_conf(events).items() for a in ("--conf", f"{k}={v}")]
+    return subprocess.run([str(ROOT / "spark-submit.sh"), "--master", cluster.master, *conf,
+                           *args], cwd=ROOT, env=child_env(), capture_output=True, text=True,
                           timeout=timeout)
+
+
+def console(cluster, events: Path, *args: str, timeout: int = 480) -> subprocess.CompletedProcess:
+    """The ``reviewlake`` console script with ``--master spark://...`` (it starts the driver
+    JVM itself). As on any standalone cluster the user names the nodes' Python
+    (PYSPARK_PYTHON: the venv's, which every worker of this machine has) and the address."""
+    conf = json.dumps(app_conf(events))
+    return subprocess.run([str(VENV_BIN / "reviewlake"), *args, "--master", cluster.master,
+                           "--set", f"spark.conf={conf}"], cwd=ROOT,
+                          env=child_env(PYSPARK_PYTHON=str(VENV_BIN / "python"),
+                                        SPARK_LOCAL_IP="127.0.0.1"),
+                          capture_output=True, text=True, timeout=timeout)
 
 
 def placement(cluster, events: Path) -> tuple[str, dict[int, int]]:
@@ -79,58 +100,53 @@ def ok(proc: subprocess.CompletedProcess, cluster) -> str:
 
 
 def test_ingest_quality_prepare_on_the_cluster(cluster, work):
+    """ingest -> quality -> prepare in one application (jobs/pipeline.py: each stage's
+    own code, one driver and one pair of executors instead of three; on 2 busy cores an
+    application's start is most of a small stage's time)."""
     from reviewlake.generate import generate
 
     raw, lake, qdir, features = (work / n for n in ("raw", "lake", "quality", "features"))
     generate(rows=ROWS, output=raw, seed=11, files=2, gzip=True)
+    out = ok(submit(cluster, work / "events-prepare", "jobs/pipeline.py",
+                    "--stages", "ingest,quality,prepare",
+                    "--set", f"data.raw={raw}", "--set", f"data.lake={lake}",
+                    "--set", f"data.quality={qdir}", "--set", f"data.features={features}",
+                    "--set", "prepare.vocab_size=600", "--set", "prepare.max_seq_length=32",
+                    "--set", "prepare.profile_sample_rows=500",
+                    "--set", "spark.check_executors=true"), cluster)
+    for line in ("ingest ok", "quality PASSED", "prepare ok", "pipeline summary"):
+        assert line in out, (line, out[-3000:])
 
-    out = ok(submit(cluster, work / "events-ingest", "jobs/ingest.py", "--input", str(raw),
-                    "--output", str(lake), "--set", "spark.check_executors=true"), cluster)
-    assert "ingest ok" in out
     # the executor check: a task on each executor imported reviewlake from the shipped zip
     assert "executor check passed: 2 task(s) on 2 executor(s)" in out, out[-3000:]
-    zip_name = "reviewlake-0.1.0.zip"
     lines = [l for l in out.splitlines() if "reviewlake: executor " in l and " from " in l]
     assert len(lines) == 2, out[-3000:]
     for line in lines:
         path = line.split(" from ", 1)[1].split(" (python", 1)[0]
-        assert f"/{zip_name}/reviewlake/__init__.py" in path, line
-        assert not path.startswith(str(ROOT / "lib")), line
-    _, per_worker = placement(cluster, work / "events-ingest")
-    assert sorted(per_worker) == [0, 1], per_worker
+        assert "/reviewlake-0.1.0.zip/reviewlake/__init__.py" in path, line
+        assert any(str(w) in path for w in cluster.work_dirs), line   # the executor's copy
+    # tasks ran on both workers
+    _, per_worker = placement(cluster, work / "events-prepare")
+    assert sorted(per_worker) == [0, 1] and min(per_worker.values()) > 2, per_worker
+
     report = json.loads((lake / "_reports" / "ingest.json").read_text())
     assert report["rows_read"] == ROWS
     assert report["rows_written"] + report["rows_quarantined"] == ROWS
-
-    out = ok(submit(cluster, work / "events-quality", "jobs/quality.py", "--input", str(lake),
-                    "--output", str(qdir)), cluster)
-    assert "quality PASSED" in out
-    summary = json.loads((qdir / "summary.json").read_text())
-    assert summary["status"] == "passed"
-    _, per_worker = placement(cluster, work / "events-quality")
-    assert sorted(per_worker) == [0, 1], per_worker
-
-    out = ok(submit(cluster, work / "events-prepare", "jobs/prepare.py", "--input", str(lake),
-                    "--output", str(features), "--vocab-size", "600",
-                    "--max-seq-length", "32", "--set", "prepare.profile_sample_rows=500"),
-             cluster)
-    assert "prepare ok" in out
+    assert sum(report["rows_by_category"].values()) == report["rows_written"]
+    assert json.loads((qdir / "summary.json").read_text())["status"] == "passed"
     meta = json.loads((features / "_meta.json").read_text())
-    assert meta["rows"]["read"] == report["rows_written"]
+    rows = meta["rows"]
+    assert rows["read"] == report["rows_written"]
+    assert rows["read"] == sum(meta["dropped"].values()) + rows["kept"]
     total = 0
     for name, split in meta["splits"].items():
         assert len(split["files"]) >= 2, name
         assert all((features / f).is_file() for f in split["files"])
         assert sum(split["file_records"].values()) == split["count"], name
         total += split["count"]
-    rows = meta["rows"]
     assert total == rows["kept"] > 0
-    assert rows["read"] == sum(meta["dropped"].values()) + rows["kept"]
     # balanced: every star rating the same number of reviews
-    assert len({int(n) for n in _labels(meta).values()}) == 1, _labels(meta)
-    _, per_worker = placement(cluster, work / "events-prepare")
-    assert sorted(per_worker) == [0, 1], per_worker
-
+    assert len(set(_labels(meta).values())) == 1, _labels(meta)
 
 def _labels(meta: dict) -> dict:
     out = {}
@@ -148,17 +164,17 @@ TINY = ["--set", "train.baseline=false", "--set", "train.tensorboard=false",
 
 
 def test_train_with_the_spark_launcher_one_rank_per_executor(cluster, work):
-    """The EMR train step's command (spark-submit jobs/train.py --launcher spark) on the
-    cluster, on the features prepare wrote there (both workers share this file system, so
-    local paths serve): horovod.spark.run starts one rank per executor, and each rank runs
-    the shipped zip's reviewlake, not an installed copy."""
+    """``reviewlake train --launcher spark --master spark://...`` on the features prepare
+    wrote on the cluster (both workers share this file system, so local paths serve):
+    horovod.spark.run starts one rank per executor, and each rank runs the zip the console
+    script shipped (as ./spark-submit.sh would), not an installed copy."""
     features, model = work / "features", work / "model"
     if not (features / "_meta.json").is_file():
         pytest.skip("needs the features of test_ingest_quality_prepare_on_the_cluster")
-    out = ok(submit(cluster, work / "events-train", "jobs/train.py", "--launcher", "spark",
-                    "--np", "2", "--input", str(features), "--output", str(model),
-                    "--epochs", "1", "--steps-per-epoch", "3", "--batch-size", "16", *TINY,
-                    timeout=480), cluster)
+    out = ok(console(cluster, work / "events-train", "train", "--launcher", "spark",
+                     "--np", "2", "--input", str(features), "--output", str(model),
+                     "--epochs", "1", "--steps-per-epoch", "3", "--batch-size", "16", *TINY),
+             cluster)
     assert "train ok: 2 process(es)" in out, out[-3000:]
     metrics = json.loads((model / "metrics.json").read_text())
     assert metrics["world_size"] == 2 and metrics["ranks_consistent"] is True

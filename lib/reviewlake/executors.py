@@ -36,7 +36,8 @@ def _probe_task():
                   "container": _os.environ.get("CONTAINER_ID")}         # YARN
         try:
             import reviewlake
-            report.update(file=reviewlake.__file__, version=reviewlake.__version__)
+            report.update(file=_os.path.abspath(reviewlake.__file__),
+                          version=reviewlake.__version__)
         except Exception as exc:  # noqa: BLE001 - reported, judged on the driver
             report.update(file=None, version=None, error=f"{type(exc).__name__}: {exc}")
         yield report
