@@ -95,3 +95,29 @@ def test_minilm_profile_fine_tunes_the_cached_encoder_in_its_own_directories(mon
     assert spec.input.endswith("data/features-minilm") and spec.output.endswith("data/model-minilm")
     assert spec.learning_rate <= 1e-4 and spec.steps_per_epoch and spec.batch_size <= 32
     assert cfg.get("prepare.max_seq_length") <= 128
+
+
+def test_profiles_and_suites_load_from_the_packaged_zip(tmp_path):
+    """Under spark-submit --py-files the driver imports reviewlake from the packaged zip
+    (spark-submit puts it first on the driver's path too): the profiles and the quality suite
+    that travel inside it must load from there (the default profile, a name that extends
+    another, a suite by name), not only from a directory."""
+    import subprocess
+    import sys
+
+    from reviewlake.launch.bundle import build_zip
+
+    bundle = build_zip(tmp_path / "build")
+    code = ("import reviewlake, sys\n"
+            "from reviewlake.config import Config\n"
+            "from reviewlake.quality.suite import load_suite\n"
+            "assert '.zip' in reviewlake.__file__, reviewlake.__file__\n"
+            "cfg = Config.load()\n"
+            "emr = Config.load('emr')\n"
+            "print(cfg.get('spark.master'), emr.get('spark.master'), emr.get('ingest.mode'),\n"
+            "      len(load_suite('quality.yaml').checks) > 0)\n")
+    env = {"PATH": "/usr/bin:/bin", "PYTHONPATH": str(bundle), "HOME": str(tmp_path)}
+    proc = subprocess.run([sys.executable, "-c", code], cwd=tmp_path, env=env,
+                          capture_output=True, text=True, timeout=120)
+    assert proc.returncode == 0, proc.stderr[-2000:]
+    assert proc.stdout.split() == ["local[*]", "yarn", "overwrite", "True"]

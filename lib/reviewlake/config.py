@@ -40,6 +40,44 @@ def expand_home(value: Any) -> Any:
     return value
 
 
+def _in_zip(path: Path) -> tuple[Path, str] | None:
+    """(archive, member) when ``path`` lies inside a ``.zip`` file (the packaged library
+    under ``--py-files``: the profiles travel in it as ``reviewlake/conf/``)."""
+    for parent in path.parents:
+        if parent.suffix == ".zip" and parent.is_file():
+            return parent, path.relative_to(parent).as_posix()
+    return None
+
+
+def resource_is_file(path: str | os.PathLike) -> bool:
+    """``Path.is_file``, also for a file inside the packaged zip."""
+    path = Path(path)
+    if path.is_file():
+        return True
+    inside = _in_zip(path)
+    if inside is None:
+        return False
+    import zipfile
+
+    with zipfile.ZipFile(inside[0]) as zf:
+        return inside[1] in zf.namelist()
+
+
+def read_resource(path: str | os.PathLike) -> str:
+    """A text file's content, also from inside the packaged zip (OSError when absent)."""
+    path = Path(path)
+    inside = None if path.exists() else _in_zip(path)
+    if inside is None:
+        return path.read_text(encoding="utf-8")
+    import zipfile
+
+    with zipfile.ZipFile(inside[0]) as zf:
+        try:
+            return zf.read(inside[1]).decode("utf-8")
+        except KeyError:
+            raise FileNotFoundError(2, "No such file or directory", str(path)) from None
+
+
 def _repo_conf_dir() -> Path | None:
     """``conf/`` of a source checkout (lib/reviewlake/config.py -> ../../conf)."""
     here = Path(__file__).resolve().parent.parent.parent / "conf"
@@ -65,7 +103,7 @@ def resolve_profile(name: str | os.PathLike | None) -> Path:
         return path
     for folder in filter(None, [_repo_conf_dir(), PACKAGE_CONF]):
         for candidate in (folder / str(name), folder / f"{name}.yaml"):
-            if candidate.is_file():
+            if resource_is_file(candidate):
                 return candidate
     raise UserError(f"config profile not found: {name} (give a YAML path or one of conf/*.yaml)")
 
@@ -85,8 +123,7 @@ def _load_yaml(path: Path, seen: tuple[Path, ...] = ()) -> dict[str, Any]:
     if path in seen:
         raise UserError(f"config profile {path} extends itself")
     try:
-        with open(path, encoding="utf-8") as fh:
-            data = yaml.safe_load(fh) or {}
+        data = yaml.safe_load(read_resource(path)) or {}
     except OSError as exc:
         raise UserError(f"cannot read config profile {path}: {exc.strerror}") from None
     except yaml.YAMLError as exc:

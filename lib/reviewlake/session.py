@@ -105,6 +105,21 @@ def spark_options(cfg: Config, app_name: str) -> dict[str, str]:
     return opts
 
 
+def cluster_py_files(conf: Mapping[str, Any]) -> str | None:
+    """What ``reviewlake <stage> --master <cluster>`` ships to the executors, as
+    ``./spark-submit.sh`` does: the packaged library (``build/reviewlake-<version>.zip``,
+    rebuilt when a source is newer) when running from a source checkout, unless the profile's
+    ``spark.conf`` names ``spark.submit.pyFiles`` itself. Without it the executors (and the
+    Horovod ranks of ``--launcher spark``) would import whatever reviewlake their nodes have
+    installed, or none. An installed package ships nothing: the nodes are expected to have it
+    (the EMR bootstrap installs the wheel)."""
+    if "spark.submit.pyFiles" in conf or not (REPO_ROOT / "setup.py").is_file():
+        return None
+    from .launch.bundle import build_zip
+
+    return str(build_zip(REPO_ROOT / "build"))
+
+
 def get_spark(cfg: Config | None = None, app_name: str = "job"):
     """The session for a job, built once per process."""
     from pyspark.sql import SparkSession
@@ -128,6 +143,10 @@ def get_spark(cfg: Config | None = None, app_name: str = "job"):
             os.environ.setdefault("PYSPARK_DRIVER_PYTHON", sys.executable)
             # A laptop run talks to itself: bind to loopback (and say nothing about it).
             os.environ.setdefault("SPARK_LOCAL_IP", "127.0.0.1")
+        else:
+            py_files = cluster_py_files(spark_cfg.get("conf") or {})
+            if py_files:
+                builder = builder.config("spark.submit.pyFiles", py_files)
         log4j = log4j_config()
         if log4j:
             builder = builder.config("spark.driver.extraJavaOptions",
@@ -146,6 +165,10 @@ def get_spark(cfg: Config | None = None, app_name: str = "job"):
         builder = builder.config(key, value)
     spark = builder.getOrCreate()
     spark.sparkContext.setLogLevel(str(cfg.get("spark.log_level", "WARN")))
+    if cfg.get("spark.check_executors") and not spark.sparkContext.master.startswith("local"):
+        from .executors import check_executors
+
+        check_executors(spark)  # which reviewlake the executors import, before the job
     return spark
 
 

@@ -22,7 +22,7 @@ from typing import Any, Iterable, Mapping
 
 import yaml
 
-from ..config import PACKAGE_CONF, _repo_conf_dir
+from ..config import PACKAGE_CONF, _repo_conf_dir, read_resource, resource_is_file
 from ..errors import UserError
 from .assertions import IS_ONE, Assertion, AssertionSyntaxError, parse_assertion
 
@@ -292,7 +292,7 @@ def resolve_suite(name: str | os.PathLike | None) -> Path:
         return path
     for folder in filter(None, [_repo_conf_dir(), PACKAGE_CONF]):
         for candidate in (folder / str(name), folder / f"{name}.yaml"):
-            if candidate.is_file():
+            if resource_is_file(candidate):
                 return candidate
     raise SuiteError(f"quality suite not found: {name} (give a YAML path or a name in conf/)")
 
@@ -302,8 +302,7 @@ def load_suite(name: str | os.PathLike | None = None,
     """Read and validate a suite; ``params`` override the file's ``params`` section."""
     path = resolve_suite(name)
     try:
-        with open(path, encoding="utf-8") as fh:
-            data = yaml.safe_load(fh)
+        data = yaml.safe_load(read_resource(path))
     except OSError as exc:
         raise SuiteError(f"cannot read quality suite {path}: {exc.strerror}") from None
     except yaml.YAMLError as exc:

@@ -99,14 +99,48 @@ def run_horovodrun(spec: TrainSpec, np: int, hosts: str | None = None,
 
 
 def _spark_entry(spec_json: str, run_id: str = "") -> dict:
+    import reviewlake
+
     from .remote import is_s3, train_remote
     from .spec import TrainSpec as _Spec
     from .worker import train
 
+    # which code this rank runs (the shipped --py-files zip, or an installed copy)
+    print(f"horovod.spark rank {os.environ.get('HOROVOD_RANK', '?')}: reviewlake "
+          f"{reviewlake.__version__} from {reviewlake.__file__} (in {os.getcwd()})", flush=True)
     spec = _Spec.from_json(spec_json)
     if is_s3(spec.input) or is_s3(spec.output):
         return train_remote(spec, run_id)  # executors share no filesystem: stage from/to S3
     return train(spec)
+
+
+def _shipped_entry(zips: list[str]):
+    """The function horovod.spark.run sends to the ranks, pickled by value (a closure):
+    a rank is a process of its own that the executor's task service starts, with the
+    executor's environment but not the Python path Spark gives its Python workers, so the
+    ``--py-files`` archives the job shipped (in the executor's directory) are not on it.
+    Unpickling :func:`_spark_entry` there would import whatever reviewlake the node has
+    installed, or fail. This puts the shipped archives first, then imports it."""
+    def entry(spec_json: str, run_id: str = "") -> dict:
+        import os as _os
+        import sys as _sys
+
+        work = _os.environ.get("HOROVOD_SPARK_WORK_DIR") or _os.getcwd()
+        for name in reversed(zips):
+            path = _os.path.join(work, name)
+            if _os.path.isfile(path) and path not in _sys.path:
+                _sys.path.insert(1, path)
+        from reviewlake.train.launch import _spark_entry as _entry
+
+        return _entry(spec_json, run_id)
+    return entry
+
+
+def shipped_py_files(spark) -> list[str]:
+    """File names of the archives the application ships to its Python workers."""
+    files = spark.sparkContext.getConf().get("spark.submit.pyFiles", "") or ""
+    return [os.path.basename(f) for f in files.split(",")
+            if f.strip().endswith((".zip", ".egg", ".whl"))]
 
 
 def run_spark(spark, spec: TrainSpec, np: int | None = None) -> dict:
@@ -119,7 +153,8 @@ def run_spark(spark, spec: TrainSpec, np: int | None = None) -> dict:
 
     num_proc = np or spark.sparkContext.defaultParallelism
     run_id = uuid.uuid4().hex[:12]
-    results = horovod.spark.run(_spark_entry, args=(spec.to_json(), run_id), num_proc=num_proc,
+    entry = _shipped_entry(shipped_py_files(spark))
+    results = horovod.spark.run(entry, args=(spec.to_json(), run_id), num_proc=num_proc,
                                 use_gloo=True, stdout=sys.stdout, stderr=sys.stderr,
                                 verbose=1)
     return next((r for r in results if r), {})
