@@ -66,10 +66,15 @@ def zip_of(path: str | None) -> str | None:
     return None
 
 
+def shipped_archives(spark, suffixes: tuple[str, ...] = (".zip", ".egg", ".whl")) -> list[str]:
+    """File names of the archives the job ships to its Python workers (``--py-files``)."""
+    files = spark.sparkContext.getConf().get("spark.submit.pyFiles", "") or ""
+    return [os.path.basename(f.strip()) for f in files.split(",") if f.strip().endswith(suffixes)]
+
+
 def shipped_zips(spark) -> list[str]:
     """File names of the ``.zip`` archives the job ships to its Python workers."""
-    files = spark.sparkContext.getConf().get("spark.submit.pyFiles", "") or ""
-    return [os.path.basename(f) for f in files.split(",") if f.strip().endswith(".zip")]
+    return shipped_archives(spark, (".zip",))
 
 
 def probe_executors(spark, tasks: int | None = None) -> list[dict]:

@@ -15,6 +15,7 @@ import uuid
 from pathlib import Path
 
 from ..errors import UserError
+from ..executors import shipped_archives
 from .spec import TrainSpec
 
 log = logging.getLogger("reviewlake.train")
@@ -136,13 +137,6 @@ def _shipped_entry(zips: list[str]):
     return entry
 
 
-def shipped_py_files(spark) -> list[str]:
-    """File names of the archives the application ships to its Python workers."""
-    files = spark.sparkContext.getConf().get("spark.submit.pyFiles", "") or ""
-    return [os.path.basename(f) for f in files.split(",")
-            if f.strip().endswith((".zip", ".egg", ".whl"))]
-
-
 def run_spark(spark, spec: TrainSpec, np: int | None = None) -> dict:
     """One training process per Spark task slot of the active cluster (horovod.spark.run).
 
@@ -153,7 +147,7 @@ def run_spark(spark, spec: TrainSpec, np: int | None = None) -> dict:
 
     num_proc = np or spark.sparkContext.defaultParallelism
     run_id = uuid.uuid4().hex[:12]
-    entry = _shipped_entry(shipped_py_files(spark))
+    entry = _shipped_entry(shipped_archives(spark))
     results = horovod.spark.run(entry, args=(spec.to_json(), run_id), num_proc=num_proc,
                                 use_gloo=True, stdout=sys.stdout, stderr=sys.stderr,
                                 verbose=1)
