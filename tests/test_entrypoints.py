@@ -1,7 +1,6 @@
 """The ways users start a job: spark-submit.sh, the demo target, and a killed run."""
 import json
 import os
-import re
 import signal
 import subprocess
 import time
@@ -72,44 +71,6 @@ def test_spark_submit_sh_behaves_like_the_cli(tmp_path, spark):
     both = bad.stdout + bad.stderr
     assert bad.returncode == 2 and "reviewlake ingest: error: input not found: /no/such" in both
     assert "Traceback" not in both
-
-
-@pytest.mark.slow
-def test_make_demo_run(tmp_path):
-    """The README's demo path, smaller: every stage, 2-process Horovod training included."""
-    flags = (f"--set data.raw={tmp_path}/raw --set data.lake={tmp_path}/lake "
-             f"--set data.quality={tmp_path}/quality --set data.features={tmp_path}/features "
-             f"--set data.model={tmp_path}/model --set generate.rows=4000 "
-             f"--set generate.files=2 --set prepare.vocab_size=800 --set train.epochs=1")
-    proc = subprocess.run(["make", "-s", "demo-run", f"VENV={VENV}", f"DEMO_FLAGS={flags}"],
-                          cwd=ROOT, capture_output=True, text=True, timeout=1500)
-    assert proc.returncode == 0, proc.stdout[-3000:] + proc.stderr[-3000:]
-    out = proc.stdout
-    for line in ("generated 4000 lines", "ingest ok", "quality PASSED", "prepare ok",
-                 "train ok: 2 process(es)", "pipeline summary"):
-        assert line in out, line
-    report = json.loads((tmp_path / "lake" / "_reports" / "ingest.json").read_text())
-    assert report["rows_read"] == 4000 and report["rows_quarantined"] > 0
-    assert report["rows_written"] + report["rows_quarantined"] == 4000
-    assert json.loads((tmp_path / "quality" / "summary.json").read_text())["status"] == "passed"
-    meta = json.loads((tmp_path / "features" / "_meta.json").read_text())
-    assert meta["rows"]["read"] == report["rows_written"]
-    assert all((tmp_path / "features" / f).is_file()
-               for s in meta["splits"].values() for f in s["files"])
-    metrics = json.loads((tmp_path / "model" / "metrics.json").read_text())
-    assert metrics["world_size"] == 2 and metrics["test"]["count"] == \
-        meta["splits"]["test"]["count"]
-    assert (tmp_path / "model" / "saved_model" / "saved_model.pb").is_file()
-    summary = out[out.index("pipeline summary"):]
-    for stage in ("generate", "ingest", "quality", "prepare", "train"):
-        assert re.search(rf"^  {stage} +ran ", summary, re.M), summary
-    # a second run skips every stage
-    again = subprocess.run(["make", "-s", "demo-run", f"VENV={VENV}", f"DEMO_FLAGS={flags}"],
-                           cwd=ROOT, capture_output=True, text=True, timeout=600)
-    assert again.returncode == 0, again.stderr[-3000:]
-    summary = again.stdout[again.stdout.index("pipeline summary"):]
-    for stage in ("generate", "ingest", "quality", "prepare", "train"):
-        assert re.search(rf"^  {stage} +skipped ", summary, re.M), summary
 
 
 @pytest.mark.slow

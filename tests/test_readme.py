@@ -1,5 +1,8 @@
 """Every shell command in the README's code blocks runs as written (with small data and
-temporary paths). `make demo` and `make test` are covered by test_make_demo_run and CI."""
+temporary paths). `make demo` is `make setup` (which every test run goes through) and `make
+demo-run`, which runs here after the README's own `pipeline --config conf/local.yaml`: the
+same pipeline, so every stage must be skipped. `make test` is CI itself."""
+import json
 import os
 import re
 import shlex
@@ -71,5 +74,34 @@ def test_readme_commands_run(tmp_path):
         proc = subprocess.run(args, cwd=ROOT, env=env, capture_output=True, text=True,
                               timeout=600)
         assert proc.returncode == expected, (cmd, proc.stdout[-2000:], proc.stderr[-2000:])
+        if cmd == ".venv/bin/reviewlake pipeline --config conf/local.yaml":
+            demo_run_is_the_same_pipeline(tmp_path / "data", args[args.index("--set"):], proc)
     lake = tmp_path / "data" / "lake"
     assert (lake / "reviews").is_dir() and (lake / "_reports" / "ingest.json").is_file()
+
+
+def demo_run_is_the_same_pipeline(data: Path, flags: list[str], ran: subprocess.CompletedProcess):
+    """The README's demo pipeline ran or skipped (the README's commands before it made the same
+    outputs) every stage, trained with 2 processes and wrote consistent outputs; `make demo-run` (what `make demo` runs after the set-up) with the same
+    settings is that pipeline: it skips every stage."""
+    summary = ran.stdout[ran.stdout.index("pipeline summary"):]
+    for stage in ("generate", "ingest", "quality", "prepare"):   # the README's earlier commands
+        assert re.search(rf"^  {stage} +(ran|skipped) ", summary, re.M), summary  # made some
+    assert re.search(r"^  train +ran .*2 processes", summary, re.M), summary
+    report = json.loads((data / "lake" / "_reports" / "ingest.json").read_text())
+    assert report["rows_read"] == 3000 and report["rows_quarantined"] > 0
+    assert report["rows_written"] + report["rows_quarantined"] == 3000
+    assert json.loads((data / "quality" / "summary.json").read_text())["status"] == "passed"
+    meta = json.loads((data / "features" / "_meta.json").read_text())
+    assert meta["rows"]["read"] == report["rows_written"]
+    metrics = json.loads((data / "model" / "metrics.json").read_text())
+    assert metrics["world_size"] == 2
+    assert metrics["test"]["count"] == meta["splits"]["test"]["count"]
+    assert (data / "model" / "saved_model" / "saved_model.pb").is_file()
+    again = subprocess.run(["make", "-s", "demo-run", f"VENV={VENV}",
+                            f"DEMO_FLAGS={shlex.join(flags)}"],
+                           cwd=ROOT, capture_output=True, text=True, timeout=600)
+    assert again.returncode == 0, again.stdout[-2000:] + again.stderr[-2000:]
+    summary = again.stdout[again.stdout.index("pipeline summary"):]
+    for stage in ("generate", "ingest", "quality", "prepare", "train"):
+        assert re.search(rf"^  {stage} +skipped ", summary, re.M), summary
