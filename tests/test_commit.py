@@ -21,6 +21,7 @@ from reviewlake.ingest import job as job_mod
 from reviewlake.ingest.job import IngestOptions, read_quarantine, run_ingest
 
 OPTS = IngestOptions(files_per_category=1)
+LOCK = "_lock.json"
 
 
 def _local(path: str) -> str:
@@ -42,8 +43,10 @@ def lake_v1(spark, two_inputs, tmp_path_factory):
     return lake
 
 
-def lake_state(spark, lake: Path) -> tuple[set, int, dict]:
-    ids = {r[0] for r in spark.read.parquet(str(lake / "reviews")).select("review_id").collect()}
+def lake_state(spark, lake: Path) -> tuple[list, int, dict]:
+    """(sorted review ids, one per row; rows quarantined; the report)."""
+    ids = sorted((r[0] or "" for r in spark.read.parquet(str(lake / "reviews"))
+                  .select("review_id").collect()))
     quarantined = read_quarantine(spark, str(lake / "_quarantine")).count()
     report = json.loads((lake / "_reports" / "ingest.json").read_text())
     return ids, quarantined, report
@@ -102,7 +105,7 @@ def test_half_moved_commit_recovers_old_or_new_never_a_mix(spark, two_inputs, la
     with pytest.raises(Killed):
         run_ingest(spark, [str(two_inputs[1])], str(lake), OPTS)
     monkeypatch.undo()
-    (lake / commit_mod.LOCK).unlink(missing_ok=True)   # the killed process's lock
+    (lake / LOCK).unlink(missing_ok=True)   # the killed process's lock
     commit_mod.recover(HadoopFS(spark), str(lake))
     ids, quarantined, report = lake_state(spark, lake)
     assert not (lake / "_commit.json").exists() and not (lake / "_previous").exists()
@@ -112,7 +115,7 @@ def test_half_moved_commit_recovers_old_or_new_never_a_mix(spark, two_inputs, la
     else:   # the new lake: every row of the new input, none of the old
         new_ids = {r[0] for r in spark.read.option("sep", "\t").option("header", True)
                    .csv(str(two_inputs[1])).select("review_id").collect()}
-        assert ids <= new_ids and not ids & old[0]
+        assert set(ids) - {""} <= new_ids and not (set(ids) & set(old[0])) - {""}
         assert report["rows_read"] == report["rows_written"] + report["rows_quarantined"]
 
 
@@ -143,7 +146,7 @@ def test_two_runs_at_once_one_wins(spark, two_inputs, lake_v1, tmp_path):
     assert isinstance(results["first"], dict), results["first"]
     ids, quarantined, report = lake_state(spark, lake)
     assert report["run_id"] == results["first"]["run_id"] and len(ids) == report["rows_written"]
-    assert not (lake / commit_mod.LOCK).exists()
+    assert not (lake / LOCK).exists()
 
 
 def test_lock_is_exclusive_and_stale_locks_are_taken_over(spark, tmp_path):
@@ -164,20 +167,15 @@ def test_lock_is_exclusive_and_stale_locks_are_taken_over(spark, tmp_path):
     [t.join() for t in threads]
     assert len(got) == 1 and len(errors) == 3
     got[0].release()
-    assert not (tmp_path / "out" / commit_mod.LOCK).exists()
+    assert not (tmp_path / "out" / LOCK).exists()
     # a lock left by a process that is gone (same host) and an expired one are taken over
     dead = json.loads(json.dumps({"run_id": "dead", "host": os.uname().nodename, "pid": 2 ** 22 + 7,
                                   "expires_at": time.time() + 600, "token": "x"}))
-    (tmp_path / "out" / commit_mod.LOCK).write_text(json.dumps(dead))
+    (tmp_path / "out" / LOCK).write_text(json.dumps(dead))
     commit_mod.lock_output(fs, root, "next", "test").release()
     expired = dict(dead, host="elsewhere", pid=1, expires_at=time.time() - 1)
-    (tmp_path / "out" / commit_mod.LOCK).write_text(json.dumps(expired))
+    (tmp_path / "out" / LOCK).write_text(json.dumps(expired))
     commit_mod.lock_output(fs, root, "next", "test").release()
-
-
-def _shuffle_files(local_dirs: list[str]) -> list[Path]:
-    return [p for d in local_dirs for p in Path(d).rglob("shuffle_*")
-            if p.suffix in (".data", ".index")]
 
 
 def test_a_recomputed_map_stage_counts_rows_once(spark, tmp_path, monkeypatch):
@@ -189,7 +187,13 @@ def test_a_recomputed_map_stage_counts_rows_once(spark, tmp_path, monkeypatch):
     generate(rows=600, output=raw, seed=5, defects=True, files=2)
     env = spark._jvm.org.apache.spark.SparkEnv.get()
     local_dirs = [f.getAbsolutePath() for f in env.blockManager().diskBlockManager().localDirs()]
-    known = {str(p) for p in _shuffle_files(local_dirs)}
+
+    def shuffle_files():   # (nested: the UDF below is pickled by value, with it)
+        import glob
+        return [p for d in local_dirs for p in glob.glob(os.path.join(d, "*", "shuffle_*"))
+                if p.endswith((".data", ".index"))]
+
+    known = set(shuffle_files())
     flag = str(tmp_path / "sabotaged")
     real = job_mod.P.classify
 
@@ -201,12 +205,12 @@ def test_a_recomputed_map_stage_counts_rows_once(spark, tmp_path, monkeypatch):
             return True
         deadline = time.time() + 60
         while time.time() < deadline:   # until another map task has written its output
-            fresh = [p for p in _shuffle_files(local_dirs) if str(p) not in known]
-            if any(p.suffix == ".data" for p in fresh):
+            fresh = [p for p in shuffle_files() if p not in known]
+            if any(p.endswith(".data") for p in fresh):
                 for p in fresh:
-                    p.unlink()
+                    os.remove(p)
                 with open(flag, "w") as fh:
-                    fh.write(",".join(p.name for p in fresh))
+                    fh.write(",".join(os.path.basename(p) for p in fresh))
                 return True
             time.sleep(0.05)
         return True
