@@ -68,7 +68,7 @@ def s3_like_rename(monkeypatch, where: str, kill_after: int):
             not inside_staging and "/_previous/" not in src)
 
     def move_object(src: Path, dst: Path) -> None:
-        if counts(str(src)) and not src.name.endswith(".crc"):
+        if counts(str(src)) and not src.name.startswith(("_", ".")):  # data files
             if moved["n"] >= kill_after:
                 raise Killed(f"killed after {moved['n']} objects")
             moved["n"] += 1
