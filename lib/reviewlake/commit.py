@@ -121,7 +121,9 @@ def prepare_marker(fs: HadoopFS, root: str, marker: dict[str, Any]) -> dict[str,
         src, dst = move["from"], move["to"]
         new = fs.list_files(src)
         old = {} if append else fs.list_files(dst)
-        if append:
+        if append:   # data files only: markers such as _SUCCESS stay those of the target
+            new = {rel: size for rel, size in new.items()
+                   if not any(part.startswith(("_", ".")) for part in rel.split("/"))}
             clash = sorted(set(new) & set(fs.list_files(dst)))
             if clash:
                 raise CommitError(f"cannot append to {dst}: {clash[0]} exists already there "
