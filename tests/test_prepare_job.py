@@ -517,7 +517,7 @@ def test_prepare_from_and_to_s3a(spark, s3a, lake, first, tmp_path):
         assert n == s["count"]
     assert f"out/{meta['run_dir']}/tokenizer/tokenizer.json" in keys
     a = parquet(spark, first[0]).select("review_id", "split", "input_ids")
-    b = spark.read.parquet("s3a://features-test/out/parquet").select("review_id", "split", "input_ids")
+    b = spark.read.parquet("s3a://features-test/out/" + meta["parquet"]["path"]).select("review_id", "split", "input_ids")
     assert a.exceptAll(b).count() == 0 and b.exceptAll(a).count() == 0
 
 

@@ -355,7 +355,10 @@ def _run_prepare(spark: SparkSession, lake: str, output: str,
     writer_kind = W.choose_writer(spark, opts.writer, output)
     pretrained = None
     if opts.tokenizer:
-        pretrained = TK.load_pretrained(fs, tokenizer_source(fs, qualify(opts.tokenizer)))
+        tokenizer_path = tokenizer_source(fs, qualify(opts.tokenizer))
+        if tokenizer_path == qualify(opts.tokenizer):
+            tokenizer_path = opts.tokenizer   # as given (not a features directory)
+        pretrained = TK.load_pretrained(fs, tokenizer_path)
         TK.check_bert_like(pretrained, opts.max_seq_length, opts.tokenizer)
     fs.check_writable(output)
     held.append(commit_mod.lock_output(fs, output, run_id, "prepare"))
@@ -382,7 +385,7 @@ def _run_prepare(spark: SparkSession, lake: str, output: str,
     # 3. tokenizer
     if pretrained is not None:
         tok = pretrained
-        tinfo = TK.info(tok, "pretrained", opts.tokenizer)
+        tinfo = TK.info(tok, "pretrained", tokenizer_path)
     else:
         texts = tokenizer_sample(assigned, int(opts.tokenizer_sample_rows), opts.seed, train_total)
         if opts.clean_text:   # the vocabulary is learnt from the text the model will see
