@@ -355,10 +355,11 @@ def _run_prepare(spark: SparkSession, lake: str, output: str,
     writer_kind = W.choose_writer(spark, opts.writer, output)
     pretrained = None
     if opts.tokenizer:
-        tokenizer_path = tokenizer_source(fs, qualify(opts.tokenizer))
-        if tokenizer_path == qualify(opts.tokenizer):
-            tokenizer_path = opts.tokenizer   # as given (not a features directory)
-        pretrained = TK.load_pretrained(fs, tokenizer_path)
+        tokenizer_load = tokenizer_source(fs, qualify(opts.tokenizer))
+        # recorded as given, or where a features directory's _meta.json led
+        tokenizer_path = opts.tokenizer if tokenizer_load == qualify(opts.tokenizer) \
+            else tokenizer_load
+        pretrained = TK.load_pretrained(fs, tokenizer_load)
         TK.check_bert_like(pretrained, opts.max_seq_length, opts.tokenizer)
     fs.check_writable(output)
     held.append(commit_mod.lock_output(fs, output, run_id, "prepare"))
