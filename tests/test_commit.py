@@ -223,3 +223,54 @@ def test_a_recomputed_map_stage_counts_rows_once(spark, tmp_path, monkeypatch):
     assert os.path.exists(flag), "the map output was never deleted: no stage was re-run"
     assert report["rows_read"] == 600 == report["rows_written"] + report["rows_quarantined"]
     assert spark.read.parquet(str(lake / "reviews")).count() == report["rows_written"]
+
+
+def test_old_feature_runs_expire_keep_runs_deep(spark, tmp_path):
+    """prepare keeps the current run and the ones its _meta.json keeps (keep_runs), deletes
+    older runs (and dead runs' leftovers), never a run newer than the current one."""
+    from reviewlake.features import job as J
+
+    out = tmp_path / "features"
+    for name in ("20260101T000000Z-aaaaaa", "20260102T000000Z-bbbbbb",
+                 "20260103T000000Z-cccccc", "20260104T000000Z-dddddd"):
+        (out / "runs" / name / "train").mkdir(parents=True)
+        (out / "runs" / name / "train" / "part-0.tfrecord").write_bytes(b"x")
+    previous = {"run_dir": "runs/20260102T000000Z-bbbbbb",
+                "previous_runs": ["runs/20260101T000000Z-aaaaaa"]}
+    meta = {"run_id": "20260103T000000Z-cccccc", "run_dir": "runs/20260103T000000Z-cccccc",
+            "previous_runs": J.previous_runs(previous, keep_runs=2)}
+    assert meta["previous_runs"] == ["runs/20260102T000000Z-bbbbbb"]
+    assert J.expire_runs(HadoopFS(spark), str(out), meta) == ["runs/20260101T000000Z-aaaaaa"]
+    assert sorted(p.name for p in (out / "runs").iterdir()) == [
+        "20260102T000000Z-bbbbbb", "20260103T000000Z-cccccc", "20260104T000000Z-dddddd"]
+    assert J.previous_runs(previous, keep_runs=1) == []
+
+
+def test_train_reads_only_listed_files_of_the_listed_sizes(tmp_path):
+    from reviewlake.train.meta import load_features
+
+    root = tmp_path / "features"
+    run = root / "runs" / "r1"
+    files = {}
+    for split in ("train", "validation", "test"):
+        (run / split).mkdir(parents=True)
+        (run / split / "part-0.tfrecord").write_bytes(b"abc")
+        files[f"runs/r1/{split}/part-0.tfrecord"] = 3
+    (run / "tokenizer").mkdir()
+    (run / "tokenizer" / "vocab.txt").write_text("[PAD]\n")
+    meta = {"max_seq_length": 8, "run_dir": "runs/r1", "files": files,
+            "tokenizer": {"path": "runs/r1/tokenizer", "files": {"vocab.txt": 6}},
+            "splits": {s: {"count": 1, "files": [f"runs/r1/{s}/part-0.tfrecord"]}
+                       for s in ("train", "validation", "test")}}
+    (root / "_meta.json").write_text(json.dumps(meta))
+    (run / "train" / "part-1.tfrecord").write_bytes(b"not listed: never read")
+    features = load_features(str(root))
+    assert features.files("train") == [str(run / "train" / "part-0.tfrecord")]
+    (run / "validation" / "part-0.tfrecord").write_bytes(b"abcd")
+    with pytest.raises(UserError, match="listed in .* with 3 bytes but it has 4") as err:
+        load_features(str(root))
+    assert "\n" not in str(err.value)
+    (run / "validation" / "part-0.tfrecord").write_bytes(b"abc")
+    (run / "tokenizer" / "vocab.txt").unlink()
+    with pytest.raises(UserError, match="vocab.txt is listed .* but it is missing"):
+        load_features(str(root))
