@@ -119,12 +119,21 @@ def test_half_moved_commit_recovers_old_or_new_never_a_mix(spark, two_inputs, la
         assert report["rows_read"] == report["rows_written"] + report["rows_quarantined"]
 
 
-def test_two_runs_at_once_one_wins(spark, two_inputs, lake_v1, tmp_path):
+def test_two_runs_at_once_one_wins(spark, two_inputs, lake_v1, tmp_path, monkeypatch):
     """While a run works on a lake, a second run on it fails with one line and removes
     nothing of the first (the old clean_stale_staging deleted the live run's staging)."""
     lake = tmp_path / "lake"
     shutil.copytree(lake_v1, lake)
     results: dict = {}
+    go = threading.Event()
+    real_commit = commit_mod.commit
+
+    def held_commit(*args, **kwargs):   # the first run waits, staged, until the test is done
+        if threading.current_thread() is worker:
+            go.wait(300)
+        return real_commit(*args, **kwargs)
+
+    monkeypatch.setattr(commit_mod, "commit", held_commit)
 
     def first():
         try:
@@ -134,15 +143,21 @@ def test_two_runs_at_once_one_wins(spark, two_inputs, lake_v1, tmp_path):
 
     worker = threading.Thread(target=first)
     worker.start()
-    deadline = time.time() + 120
-    while not (lake / "_staging").exists() and time.time() < deadline and worker.is_alive():
-        time.sleep(0.02)
-    staged_before = sorted(p.name for p in (lake / "_staging").iterdir())
-    with pytest.raises(UserError, match="in use by ingest run .* wait for it") as err:
-        run_ingest(spark, [str(two_inputs[0])], str(lake), OPTS)
-    assert "\n" not in str(err.value)
-    assert sorted(p.name for p in (lake / "_staging").iterdir()) == staged_before
-    worker.join(300)
+    try:
+        deadline = time.time() + 120
+        staging = lake / "_staging"
+        while time.time() < deadline and worker.is_alive() and not (
+                staging.exists() and any(staging.iterdir())):
+            time.sleep(0.02)
+        staged_before = sorted(p.name for p in staging.iterdir())
+        assert staged_before, "the first run never staged anything"
+        with pytest.raises(UserError, match="in use by ingest run .* wait for it") as err:
+            run_ingest(spark, [str(two_inputs[0])], str(lake), OPTS)
+        assert "\n" not in str(err.value)
+        assert sorted(p.name for p in staging.iterdir()) == staged_before   # nothing removed
+    finally:
+        go.set()
+        worker.join(300)
     assert isinstance(results["first"], dict), results["first"]
     ids, quarantined, report = lake_state(spark, lake)
     assert report["run_id"] == results["first"]["run_id"] and len(ids) == report["rows_written"]
