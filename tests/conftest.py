@@ -164,6 +164,11 @@ def moto_s3(moto_server):
 @pytest.fixture()
 def s3a(spark, moto_s3):
     """The shared session pointed at the local S3 (s3a://, path-style, fake credentials)."""
+    return point_s3a_at(spark, moto_s3)
+
+
+def point_s3a_at(spark, moto_s3):
+    """Point the session's s3a:// at the local S3 (for module-scoped fixtures too)."""
     from reviewlake.jars import HADOOP_AWS
 
     need_jar(spark, "org.apache.hadoop.fs.s3a.S3AFileSystem", HADOOP_AWS)

@@ -14,7 +14,6 @@ from pyspark.sql import functions as F
 
 from conftest import ROOT, VENV_BIN, jar_present, need_jar
 from reviewlake.jars import TFRECORD
-from reviewlake import commit as commit_mod
 from reviewlake.errors import UserError
 from reviewlake.features import job as J
 from reviewlake.features import splits as S
@@ -54,7 +53,7 @@ def second(spark, lake, first, tmp_path_factory):
             "spark.sql.files.openCostInBytes": "1024"}
     with spark_conf(spark, conf):
         meta = run_prepare(spark, str(lake[0]), str(out), PrepareOptions(
-            tokenizer=str(first[0] / "tokenizer"), compression="gzip", min_files=3))
+            tokenizer=str(first[0]), compression="gzip", min_files=3))
     return out, meta
 
 
@@ -104,8 +103,13 @@ def record_multiset(recs):
                    zip(recs["label_ids"], recs["input_ids"], recs["input_mask"]))
 
 
+def run_dir(out):
+    """The run prefix the features' _meta.json points at (FEATURES/runs/<run_id>)."""
+    return out / json.loads((out / "_meta.json").read_text())["run_dir"]
+
+
 def parquet(spark, out):
-    return spark.read.parquet(str(out / "parquet"))
+    return spark.read.parquet(str(run_dir(out) / "parquet"))
 
 
 # --------------------------------------------------------------------------- output and counts
@@ -128,12 +132,13 @@ def test_output_layout_and_meta_contract(first):
     dt.datetime.fromisoformat(meta["created_at"])
     for split in ("train", "validation", "test"):
         s = meta["splits"][split]
-        assert (out / split / "_SUCCESS").is_file()
-        assert s["files"] and all(f.startswith(f"{split}/part-") and f.endswith(".tfrecord")
-                                  for f in s["files"])
-        assert sorted(p.name for p in (out / split).glob("part-*")) == \
-            sorted(f.split("/", 1)[1] for f in s["files"])
-        assert not (out / split / "_temporary").exists()
+        assert (run_dir(out) / split / "_SUCCESS").is_file()
+        assert s["files"] and all(f.startswith(f"{meta['run_dir']}/{split}/part-") and
+                                  f.endswith(".tfrecord") for f in s["files"])
+        assert sorted(p.name for p in (run_dir(out) / split).glob("part-*")) == \
+            sorted(f.rsplit("/", 1)[1] for f in s["files"])
+        assert not (run_dir(out) / split / "_temporary").exists()
+        assert all(meta["files"][f] == (out / f).stat().st_size for f in s["files"])
         assert s["bytes"] == sum((out / f).stat().st_size for f in s["files"])
         # records per file (train's exact per-rank shares come from these), as read back
         assert list(s["file_records"]) == s["files"]
@@ -142,9 +147,17 @@ def test_output_layout_and_meta_contract(first):
             assert n == _records_in(out / f)
     assert len(meta["splits"]["train"]["files"]) == 2  # min_files, so 2 ranks can shard
     t = meta["tokenizer"]
-    assert t["path"] == "tokenizer" and t["kind"] == "trained-wordpiece" and t["source"] is None
-    assert set(os.listdir(out)) == {"_meta.json", "train", "validation", "test", "tokenizer",
-                                    "parquet"}
+    assert t["path"] == f"{meta['run_dir']}/tokenizer" and t["kind"] == "trained-wordpiece"
+    assert t["source"] is None and t["files"] and "tokenizer.json" in t["files"]
+    assert meta["run_dir"] == f"runs/{meta['run_id']}" and meta["previous_runs"] == []
+    assert set(os.listdir(out)) == {"_meta.json", "runs"}
+    assert os.listdir(out / "runs") == [meta["run_id"]]
+    assert set(os.listdir(run_dir(out))) == {"train", "validation", "test", "tokenizer",
+                                             "parquet"}
+    # the pointer lists every file of the run with its size
+    assert meta["files"] == {str(p.relative_to(out)): p.stat().st_size
+                             for p in run_dir(out).rglob("*") if p.is_file()
+                             and not p.name.endswith(".crc")}
     from reviewlake.features.cli import summary
 
     text = summary(on_disk)
@@ -228,7 +241,7 @@ def test_parquet_features_and_token_profile(first, spark):
     feats = parquet(spark, out)
     assert set(feats.columns) == {"review_id", "product_category", "label_ids", "input_ids",
                                   "input_mask", "segment_ids", "n_tokens", "split"}
-    assert sorted(p.name for p in (out / "parquet").iterdir() if p.is_dir()) == [
+    assert sorted(p.name for p in (run_dir(out) / "parquet").iterdir() if p.is_dir()) == [
         "split=test", "split=train", "split=validation"]
     assert feats.count() == feats.select("review_id").distinct().count() == meta["rows"]["kept"]
     p = meta["token_lengths"]
@@ -254,7 +267,7 @@ def test_saved_tokenizer_reproduces_the_features(first, lake, spark):
     from reviewlake.features.textclean import clean_texts
 
     out, meta = first
-    tok = DistilBertTokenizerFast.from_pretrained(str(out / "tokenizer"))
+    tok = DistilBertTokenizerFast.from_pretrained(str(run_dir(out) / "tokenizer"))
     assert len(tok.get_vocab()) == meta["tokenizer"]["vocab_size"]
     reviews = spark.read.parquet(str(lake[0] / "reviews")).select("review_id", "review_body")
     rows = parquet(spark, out).join(reviews, "review_id").orderBy("review_id").limit(40).collect()
@@ -276,7 +289,7 @@ def test_splits_are_disjoint_and_identical_across_runs(first, second, spark, tf)
     assert len(a) == meta_a["rows"]["kept"]   # one split per review id
     assert a == b
     assert meta_b["tokenizer"]["kind"] == "pretrained"
-    assert meta_b["tokenizer"]["source"] == str(out_a / "tokenizer")
+    assert meta_b["tokenizer"]["source"] == str(run_dir(out_a) / "tokenizer")
     assert meta_b["tokenizer"]["vocab_sha256"] == meta_a["tokenizer"]["vocab_sha256"]
     assert meta_b["compression"] == "gzip"
     for split in ("train", "validation", "test"):
@@ -319,8 +332,10 @@ def test_without_balance_every_clean_review_is_kept(spark, lake):
 
 
 def snapshot(path):
-    return {str(p.relative_to(path)): p.read_bytes() for p in sorted(path.rglob("*"))
-            if p.is_file() and "_staging" not in p.parts}
+    """What readers of the features see: _meta.json and every file it lists."""
+    meta = json.loads((path / "_meta.json").read_text())
+    return {"_meta.json": (path / "_meta.json").read_bytes(),
+            **{f: (path / f).read_bytes() for f in meta["files"]}}
 
 
 def test_failed_write_leaves_the_previous_output(spark, lake, first, tmp_path, monkeypatch):
@@ -343,33 +358,15 @@ def test_failed_write_leaves_the_previous_output(spark, lake, first, tmp_path, m
         run_prepare(spark, str(lake[0]), str(out), PrepareOptions())
     monkeypatch.undo()
     assert snapshot(out) == before          # the previous output, complete and unchanged
-    staged = list((out / "_staging").iterdir())
-    assert len(staged) == 1 and (staged[0] / "train" / "_SUCCESS").exists()
-    fs = HadoopFS(spark)
-    assert commit_mod.recover(fs, str(out)) is None   # nothing had been committed
-    commit_mod.clean_stale_staging(fs, str(out))      # what the next run does first
-    assert not list((out / "_staging").iterdir()) and snapshot(out) == before
-
-
-def test_interrupted_commit_retires_meta_first_and_rolls_forward(spark, tmp_path):
-    fs = HadoopFS(spark)
-    root = tmp_path / "features"
-    (root / "train").mkdir(parents=True)
-    (root / "train" / "old.tfrecord").write_text("old")
-    (root / "_meta.json").write_text('{"run": "old"}')
-    stage = root / "_staging" / "r2"
-    (stage / "train").mkdir(parents=True)
-    (stage / "train" / "new.tfrecord").write_text("new")
-    marker = {"stage": "prepare", "run_id": "r2", "mode": "overwrite",
-              "retire": [str(root / "_meta.json")],
-              "moves": [{"from": str(stage / "train"), "to": str(root / "train")}],
-              "files": {str(root / "_meta.json"): {"run": "new"}}}
-    fs.write_json(str(root / "_commit.json"), marker)
-    fs.delete(str(root / "_meta.json"), recursive=False)  # killed right after retiring
-    assert commit_mod.recover(fs, str(root)) == "r2"
-    assert json.loads((root / "_meta.json").read_text()) == {"run": "new"}
-    assert os.listdir(root / "train") == ["new.tfrecord"]
-    assert sorted(os.listdir(root)) == ["_meta.json", "train"]
+    assert not (out / "_lock.json").exists()
+    meta = json.loads((out / "_meta.json").read_text())
+    dead = [p for p in (out / "runs").iterdir() if p.name != meta["run_id"]]
+    assert len(dead) == 1 and (dead[0] / "train" / "_SUCCESS").exists()
+    # the next run's commit expires it (older than that run, not kept by its _meta.json)
+    later = dict(meta, run_id="99991231T000000Z-zzzzzz", previous_runs=[meta["run_dir"]],
+                 run_dir="runs/99991231T000000Z-zzzzzz")
+    assert J.expire_runs(HadoopFS(spark), str(out), later) == [f"runs/{dead[0].name}"]
+    assert snapshot(out) == before
 
 
 class FakeTask:
@@ -452,7 +449,7 @@ def test_spark_submit_prepare_matches_the_library(first, lake, tmp_path, spark):
     out = tmp_path / "features"
     proc = subprocess.run([str(ROOT / "spark-submit.sh"), "jobs/prepare.py", "--input",
                            str(lake[0]), "--output", str(out), "--tokenizer",
-                           str(first[0] / "tokenizer"), "--set", "spark.master=local[2]"],
+                           str(first[0]), "--set", "spark.master=local[2]"],
                           cwd=ROOT, env=env, capture_output=True, text=True, timeout=600)
     assert proc.returncode == 0, (proc.stdout[-2000:], proc.stderr[-3000:])
     assert "prepare ok" in proc.stdout and "max_seq_length 64" in proc.stdout
@@ -475,10 +472,10 @@ def test_killed_run_leaves_the_previous_output(first, lake, tmp_path):
                             stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
     deadline = time.time() + 300
     try:
-        # kill while the run is writing into its staging area
+        # kill while the run is writing under its own prefix
         while time.time() < deadline:
-            staged = out / "_staging"
-            if staged.exists() and any(p.suffix == ".parquet" for p in staged.rglob("*")):
+            staged = [p for p in (out / "runs").iterdir() if p.name != first[1]["run_id"]]
+            if staged and any(p.suffix == ".parquet" for p in staged[0].rglob("*")):
                 break
             if proc.poll() is not None:
                 pytest.fail("prepare finished before it could be killed")
@@ -499,7 +496,7 @@ def test_prepare_from_and_to_s3a(spark, s3a, lake, first, tmp_path):
 
     s3 = s3a["client"]
     s3.create_bucket(Bucket="features-test")
-    for p in (first[0] / "tokenizer").iterdir():
+    for p in (run_dir(first[0]) / "tokenizer").iterdir():
         s3.upload_file(str(p), "features-test", f"tok/{p.name}")
     meta = run_prepare(spark, str(lake[0]), "s3a://features-test/out", PrepareOptions(
         tokenizer="s3a://features-test/tok", compression="gzip", writer="python"))
@@ -508,8 +505,9 @@ def test_prepare_from_and_to_s3a(spark, s3a, lake, first, tmp_path):
     assert meta["tokenizer"]["vocab_sha256"] == first[1]["tokenizer"]["vocab_sha256"]
     keys = {o["Key"] for o in s3.list_objects_v2(Bucket="features-test", Prefix="out/")["Contents"]}
     assert not any("_staging" in k or "_temporary" in k for k in keys)
+    assert set(meta["files"]) == {k[len("out/"):] for k in keys if k.startswith("out/runs/")}
     for split, s in meta["splits"].items():
-        assert f"out/{split}/_SUCCESS" in keys and s["labels"] == first[1]["splits"][split]["labels"]
+        assert f"out/{meta['run_dir']}/{split}/_SUCCESS" in keys and s["labels"] == first[1]["splits"][split]["labels"]
         n = 0
         for f in s["files"]:
             body = s3.get_object(Bucket="features-test", Key=f"out/{f}")["Body"].read()
@@ -517,9 +515,9 @@ def test_prepare_from_and_to_s3a(spark, s3a, lake, first, tmp_path):
             local.write_bytes(body)
             n += sum(1 for _ in T.read_records(str(local), "gzip"))
         assert n == s["count"]
-    assert "out/tokenizer/tokenizer.json" in keys
+    assert f"out/{meta['run_dir']}/tokenizer/tokenizer.json" in keys
     a = parquet(spark, first[0]).select("review_id", "split", "input_ids")
-    b = spark.read.parquet("s3a://features-test/out/parquet").select("review_id", "split", "input_ids")
+    b = spark.read.parquet("s3a://features-test/out/" + meta["parquet"]["path"]).select("review_id", "split", "input_ids")
     assert a.exceptAll(b).count() == 0 and b.exceptAll(a).count() == 0
 
 
@@ -535,7 +533,7 @@ def test_jar_writer_writes_the_python_writers_examples(spark, lake, first, tmp_p
     from reviewlake.features.write import JAR_CLASS
 
     need_jar(spark, JAR_CLASS, TFRECORD)
-    tok = str(first[0] / "tokenizer")
+    tok = str(first[0])
     out_py, out_jar = tmp_path / "py", tmp_path / "jar"
     py = run_prepare(spark, str(lake[0]), str(out_py), PrepareOptions(
         tokenizer=tok, writer="python", compression=compression))
@@ -546,7 +544,7 @@ def test_jar_writer_writes_the_python_writers_examples(spark, lake, first, tmp_p
     for split in S.SPLITS:
         assert jar["splits"][split]["count"] == py["splits"][split]["count"]
         assert jar["splits"][split]["labels"] == py["splits"][split]["labels"]
-        assert all(f.startswith(f"{split}/") for f in jar["splits"][split]["files"])
+        assert all(f.startswith(f"{jar['run_dir']}/{split}/") for f in jar["splits"][split]["files"])
         assert record_multiset(read_split(tf, out_jar, jar, split)) == \
             record_multiset(read_split(tf, out_py, py, split))
         back = spark.read.format("tfrecord").option("recordType", "Example").load(
@@ -569,4 +567,4 @@ def test_jar_count_check_reads_back_what_was_written(spark, lake, first, tmp_pat
     monkeypatch.setattr(W, "write_split_jar", lossy)
     with pytest.raises(J.CountMismatch, match="TFRecords hold"):
         run_prepare(spark, str(lake[0]), str(tmp_path / "f"), PrepareOptions(
-            tokenizer=str(first[0] / "tokenizer"), writer="jar", min_files=2))
+            tokenizer=str(first[0]), writer="jar", min_files=2))

@@ -47,20 +47,20 @@ def test_prepare_cleans_counts_and_can_be_turned_off(spark, tmp_path):
     run_ingest(spark, [str(tmp_path / "raw")], str(tmp_path / "lake"))
     on = run_prepare(spark, str(tmp_path / "lake"), str(tmp_path / "on"),
                      PrepareOptions(balance=False))
-    tok = str(tmp_path / "on" / "tokenizer")
+    tok = str(tmp_path / "on")   # a features directory: its _meta.json names the tokenizer
     off = run_prepare(spark, str(tmp_path / "lake"), str(tmp_path / "off"),
                       PrepareOptions(balance=False, clean_text=False, tokenizer=tok))
     c = on["text_cleaning"]
     assert c["enabled"] is True and c["reviews_changed"] == marked
     assert c["tokens_saved"] >= 8 * marked and c["reviews_emptied"] == 0
     assert off["text_cleaning"] == {"enabled": False}
-    fon = spark.read.parquet(str(tmp_path / "on" / "parquet"))
-    foff = spark.read.parquet(str(tmp_path / "off" / "parquet"))
+    fon = spark.read.parquet(str(tmp_path / "on" / on["parquet"]["path"]))
+    foff = spark.read.parquet(str(tmp_path / "off" / off["parquet"]["path"]))
     from transformers import DistilBertTokenizerFast
 
     from reviewlake.features.textclean import clean_texts
 
-    t = DistilBertTokenizerFast.from_pretrained(tok)
+    t = DistilBertTokenizerFast.from_pretrained(str(tmp_path / "on" / on["tokenizer"]["path"]))
     # the tokens saved are of the full texts (the features count only up to 65)
     bodies = [r.review_body for r in spark.read.parquet(str(tmp_path / "lake" / "reviews"))
               .join(fon.select("review_id"), "review_id").select("review_body").collect()]

@@ -123,6 +123,57 @@ class HadoopFS:
             return []
         return [s.getPath().toString() for s in fs.listStatus(p) if s.isDirectory()]
 
+    def _prefix(self, path: str) -> str:
+        fs = self._fs(path)
+        return fs.makeQualified(self._path(path)).toString().rstrip("/")
+
+    def list_files(self, path: str) -> dict[str, int]:
+        """Every file under ``path`` (recursive, hidden names included), as relative path ->
+        size; a file is ``{"": size}``; nothing there is ``{}``."""
+        fs = self._fs(path)
+        p = self._path(path)
+        if not fs.exists(p):
+            return {}
+        status = fs.getFileStatus(p)
+        if not status.isDirectory():
+            return {"": int(status.getLen())}
+        prefix = self._prefix(path) + "/"
+        out = {}
+        it = fs.listFiles(p, True)
+        while it.hasNext():
+            s = it.next()
+            full = s.getPath().toString()
+            if not full.startswith(prefix):
+                raise OSError(f"listing {path} returned {full}, outside it")
+            out[full[len(prefix):]] = int(s.getLen())
+        return out
+
+    def file_size(self, path: str) -> int | None:
+        """The size of a file, None when there is none (or a directory is there)."""
+        fs = self._fs(path)
+        p = self._path(path)
+        try:
+            status = fs.getFileStatus(p)
+        except Exception as exc:  # py4j: java.io.FileNotFoundException
+            if "FileNotFoundException" in str(exc):
+                return None
+            raise
+        return None if status.isDirectory() else int(status.getLen())
+
+    def prune_empty_dirs(self, path: str) -> None:
+        """Remove the directories under ``path`` that hold no file (at any depth)."""
+        fs = self._fs(path)
+        p = self._path(path)
+        if not fs.exists(p) or not fs.getFileStatus(p).isDirectory():
+            return
+        for s in fs.listStatus(p):
+            if s.isDirectory():
+                child = s.getPath().toString()
+                if self.list_files(child):
+                    self.prune_empty_dirs(child)
+                else:
+                    fs.delete(s.getPath(), True)
+
     @staticmethod
     def _info(status) -> FileInfo:
         p = status.getPath()

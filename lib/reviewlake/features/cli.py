@@ -111,6 +111,7 @@ def options_from(cfg) -> tuple[str, str, Any]:
         writer=str(pc.get("writer", "auto")),
         records_per_file=_int(pc.get("records_per_file", 200_000), "prepare.records_per_file"),
         min_files=_int(pc.get("min_files", 2), "prepare.min_files"),
+        keep_runs=_int(pc.get("keep_runs", 2), "prepare.keep_runs"),
     )
     opts.validate()
     return lake, output, opts

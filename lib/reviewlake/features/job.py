@@ -14,20 +14,25 @@ Steps (each a DataFrame -> DataFrame function of :mod:`.splits` or :mod:`.encode
 5. from that Parquet, TFRecord files per split (spark-tfrecord jar, or the Python writer);
 6. counts, per label and per file, checked against each other; the token-length profile
    (full tokenization of a seeded sample);
-7. ``_meta.json``, and the commit: the staged directories replace the previous ones.
+7. ``_meta.json``, the commit: one PUT.
 
-Output layout (paths in ``_meta.json`` are relative to FEATURES)::
+Output layout (paths in ``_meta.json`` are relative to FEATURES; R = ``runs/<run_id>``)::
 
-    FEATURES/train/part-NNNNN-<run>.tfrecord[.gz]   tf.train.Example: input_ids, input_mask,
-    FEATURES/validation/...  FEATURES/test/...      segment_ids [max_seq_length], label_ids [1]
-    FEATURES/{train,validation,test}/_SUCCESS
-    FEATURES/tokenizer/                             DistilBertTokenizerFast.from_pretrained
-    FEATURES/parquet/split=<s>/part-*.parquet       the same features + review_id,
-                                                    product_category, n_tokens (<= L+1)
-    FEATURES/_meta.json                             counts, spec, tokenizer, profile, ...
+    FEATURES/R/train/part-NNNNN-<run>.tfrecord[.gz]   tf.train.Example: input_ids, input_mask,
+    FEATURES/R/validation/...  FEATURES/R/test/...    segment_ids [max_seq_length], label_ids
+    FEATURES/R/{train,validation,test}/_SUCCESS
+    FEATURES/R/tokenizer/                             DistilBertTokenizerFast.from_pretrained
+    FEATURES/R/parquet/split=<s>/part-*.parquet       the same features + review_id,
+                                                      product_category, n_tokens (<= L+1)
+    FEATURES/_meta.json                               the pointer: counts, spec, tokenizer,
+                                                      profile, ... and every file of R (size)
 
-A run writes under ``FEATURES/_staging/<run_id>/``; a run that fails or is killed leaves the
-previous output complete (see :mod:`reviewlake.commit`).
+No renames: a run holds ``FEATURES/_lock.json``, writes everything under its own prefix R,
+checks it, and commits by writing ``_meta.json`` (one PUT, last), which names R and lists its
+files with their sizes; readers (train) use only the files it lists. A run that fails or is
+killed before that PUT leaves the previous ``_meta.json`` and the files it lists untouched.
+After the PUT, runs beyond ``prepare.keep_runs`` (the current one and those it replaced,
+newest first) are deleted; never the current run, never a run newer than it.
 """
 from __future__ import annotations
 
@@ -63,11 +68,12 @@ REVIEWS = "reviews"
 META = "_meta.json"
 PARQUET = "parquet"
 TOKENIZER = "tokenizer"
-CLEAN = "clean"  # inside the staging area; never committed
+CLEAN = "_clean"  # inside the run's prefix; removed before the commit
+RUNS = "runs"
+LEGACY_OUTPUTS = ("train", "validation", "test", "tokenizer", "parquet", "_staging")
 NUM_LABELS = len(STAR_RATINGS)
 LABEL_OFFSET = 1
 PERCENTILES = tuple(range(10, 101, 10))
-OUTPUTS = (*S.SPLITS, TOKENIZER, PARQUET)
 
 
 class CountMismatch(UserError):
@@ -92,6 +98,7 @@ class PrepareOptions:
     records_per_file: int = 200_000
     min_files: int = 2
     clean_text: bool = True
+    keep_runs: int = 2
 
     def validate(self) -> None:
         self.split = S.parse_fractions(self.split)
@@ -110,6 +117,9 @@ class PrepareOptions:
             raise UserError("prepare.tokenizer_sample_rows must be at least 1")
         if int(self.profile_sample_rows) < 1:
             raise UserError("prepare.profile_sample_rows must be at least 1")
+        if not isinstance(self.keep_runs, int) or self.keep_runs < 1:
+            raise UserError(f"prepare.keep_runs must be an integer of at least 1, got "
+                            f"{self.keep_runs!r}")
         if int(self.records_per_file) < 1 or int(self.min_files) < 1:
             raise UserError("prepare.records_per_file and prepare.min_files must be at least 1")
         if self.categories is not None:
@@ -257,9 +267,63 @@ def feature_spec(max_seq_length: int) -> dict[str, Any]:
             "label_ids": {"dtype": "int64", "shape": []}}
 
 
+def tokenizer_source(fs: HadoopFS, path: str) -> str:
+    """``--tokenizer`` may name a features directory: its ``_meta.json`` says where its
+    tokenizer is (under ``runs/<run_id>/``)."""
+    meta = fs.read_json(join(path, META)) if fs.is_dir(path) else None
+    rel = ((meta or {}).get("tokenizer") or {}).get("path")
+    return join(path, rel) if rel and "://" not in rel and not rel.startswith("/") else path
+
+
+def run_files(fs: HadoopFS, output: str, run_rel: str) -> dict[str, int]:
+    """Every file of a run's prefix, as path relative to FEATURES -> size."""
+    return {f"{run_rel}/{rel}": size
+            for rel, size in sorted(fs.list_files(join(output, run_rel)).items())}
+
+
+def previous_runs(previous_meta: dict[str, Any] | None, keep_runs: int) -> list[str]:
+    """The run prefixes the new ``_meta.json`` keeps besides its own (newest first)."""
+    if not previous_meta or not previous_meta.get("run_dir"):
+        return []
+    chain = [previous_meta["run_dir"], *previous_meta.get("previous_runs", [])]
+    return chain[:max(0, keep_runs - 1)]
+
+
+def expire_runs(fs: HadoopFS, output: str, meta: dict[str, Any],
+                legacy: bool = False) -> list[str]:
+    """Delete the run prefixes ``meta`` (just committed) does not keep and that are older than
+    its run; with ``legacy`` (the output was in the layout before run prefixes) also the old
+    top-level directories. Call it holding the lock."""
+    keep = {meta["run_dir"], *meta.get("previous_runs", [])}
+    removed = []
+    for path in fs.list_subdirs(join(output, RUNS)):
+        name = path.rstrip("/").rsplit("/", 1)[-1]
+        rel = f"{RUNS}/{name}"
+        if rel in keep or name >= meta["run_id"]:
+            continue
+        fs.delete(path)
+        removed.append(rel)
+    for name in LEGACY_OUTPUTS if legacy else ():
+        if fs.exists(join(output, name)):
+            fs.delete(join(output, name))
+            removed.append(name)
+    return removed
+
+
 def run_prepare(spark: SparkSession, lake: str, output: str,
                 options: PrepareOptions | None = None) -> dict[str, Any]:
-    """Prepare ``lake`` into ``output``; returns the ``_meta.json`` content (also written)."""
+    """Prepare ``lake`` into ``output``; returns the ``_meta.json`` content (also written).
+    The run holds the output's lock (``FEATURES/_lock.json``) while it works."""
+    held: list = []
+    try:
+        return _run_prepare(spark, lake, output, options, held)
+    finally:
+        for lock in held:
+            lock.release()
+
+
+def _run_prepare(spark: SparkSession, lake: str, output: str,
+                 options: PrepareOptions | None, held: list) -> dict[str, Any]:
     opts = options or PrepareOptions()
     opts.validate()
     started = time.time()
@@ -291,12 +355,17 @@ def run_prepare(spark: SparkSession, lake: str, output: str,
     writer_kind = W.choose_writer(spark, opts.writer, output)
     pretrained = None
     if opts.tokenizer:
-        pretrained = TK.load_pretrained(fs, qualify(opts.tokenizer))
+        tokenizer_load = tokenizer_source(fs, qualify(opts.tokenizer))
+        # recorded as given, or where a features directory's _meta.json led
+        tokenizer_path = opts.tokenizer if tokenizer_load == qualify(opts.tokenizer) \
+            else tokenizer_load
+        pretrained = TK.load_pretrained(fs, tokenizer_load)
         TK.check_bert_like(pretrained, opts.max_seq_length, opts.tokenizer)
     fs.check_writable(output)
-    recovered = commit_mod.recover(fs, output)
-    commit_mod.clean_stale_staging(fs, output)
-    stage = commit_mod.staging_dir(output, run_id)
+    held.append(commit_mod.lock_output(fs, output, run_id, "prepare"))
+    previous_meta = fs.read_json(join(output, META))
+    run_rel = f"{RUNS}/{run_id}"
+    stage = join(output, run_rel)
     phase("checks")
 
     # 1. clean rows, staged
@@ -317,7 +386,7 @@ def run_prepare(spark: SparkSession, lake: str, output: str,
     # 3. tokenizer
     if pretrained is not None:
         tok = pretrained
-        tinfo = TK.info(tok, "pretrained", opts.tokenizer)
+        tinfo = TK.info(tok, "pretrained", tokenizer_path)
     else:
         texts = tokenizer_sample(assigned, int(opts.tokenizer_sample_rows), opts.seed, train_total)
         if opts.clean_text:   # the vocabulary is learnt from the text the model will see
@@ -388,15 +457,19 @@ def run_prepare(spark: SparkSession, lake: str, output: str,
                                 f"the previous output is unchanged")
         splits_meta[name] = {
             "count": count, "labels": by_split[name],
-            "files": [f"{name}/{f['file']}" for f in files],
+            "files": [f"{run_rel}/{name}/{f['file']}" for f in files],
             # records per file: train gives every process an exact, equal share from these
-            "file_records": {f"{name}/{f['file']}": int(per_file.get(f["file"], 0))
+            "file_records": {f"{run_rel}/{name}/{f['file']}": int(per_file.get(f["file"], 0))
                              for f in files},
             "bytes": sum(f["bytes"] for f in files),
         }
     phase("tfrecord")
 
     fs.delete(clean_dir)
+    files_written = run_files(fs, output, run_rel)
+    tok_prefix = f"{run_rel}/{TOKENIZER}/"
+    tok_files = {k[len(tok_prefix):]: v for k, v in files_written.items()
+                 if k.startswith(tok_prefix)}
     finished = time.time()
     rows_read = dropped_rows.pop("rows_read", 0)
     invalid_detail = {"null": dropped_rows.pop("rating_null", 0),
@@ -411,10 +484,10 @@ def run_prepare(spark: SparkSession, lake: str, output: str,
         "label_offset": LABEL_OFFSET, "label_column": LABEL_COLUMN, "text_column": TEXT_COLUMN,
         "features": feature_spec(opts.max_seq_length),
         "splits": splits_meta,
-        "tokenizer": tinfo.meta(TOKENIZER),
+        "tokenizer": dict(tinfo.meta(f"{run_rel}/{TOKENIZER}"), files=tok_files),
         "token_lengths": profile,
         "text_cleaning": _cleaning_meta(opts.clean_text, cleaning),
-        "parquet": {"path": PARQUET, "partitioned_by": S.SPLIT,
+        "parquet": {"path": f"{run_rel}/{PARQUET}", "partitioned_by": S.SPLIT,
                     "columns": ["review_id", "product_category", "label_ids", "input_ids",
                                 "input_mask", "segment_ids", "n_tokens"]},
         "source_lake": lake, "seed": opts.seed, "split_fractions": list(opts.split),
@@ -425,7 +498,8 @@ def run_prepare(spark: SparkSession, lake: str, output: str,
         "dropped_detail": {"invalid_star_rating": invalid_detail},
         "star_ratings_before_balance": {str(r): counts.get(r, 0) for r in STAR_RATINGS},
         "writer": "spark-tfrecord" if writer_kind == "jar" else "python",
-        "run_id": run_id, "recovered_run": recovered,
+        "run_id": run_id, "run_dir": run_rel,
+        "previous_runs": previous_runs(previous_meta, int(opts.keep_runs)),
         "created_at": dt.datetime.fromtimestamp(finished, dt.timezone.utc).isoformat(),
         "seconds": round(finished - started, 3), "phases": phases,
         "reviewlake_version": __version__,
@@ -433,12 +507,26 @@ def run_prepare(spark: SparkSession, lake: str, output: str,
     if rows_read != sum(dropped.values()) + kept:
         raise CountMismatch(f"row accounting failed: read {rows_read} != dropped "
                             f"{sum(dropped.values())} + kept {kept}; nothing was committed")
-    marker = {
-        "stage": "prepare", "run_id": run_id, "mode": "overwrite",
-        "retire": [join(output, META)],
-        "moves": [{"from": join(stage, name), "to": join(output, name)} for name in OUTPUTS],
-        "files": {join(output, META): meta},
-    }
-    commit_mod.commit(fs, output, marker)
+    listed = [f for s in splits_meta.values() for f in s["files"]]
+    unlisted = [f for f in listed if f not in files_written]
+    if unlisted:
+        raise CountMismatch(f"{len(unlisted)} TFRecord files are not in {stage}, e.g. "
+                            f"{unlisted[0]}; nothing was committed")
+    meta["files"] = files_written
+    legacy = bool(previous_meta) and not previous_meta.get("run_dir")
+    commit_features(fs, output, meta, held[0], legacy)
     log.info("prepare phases (s): %s", phases)
     return meta
+
+
+def commit_features(fs: HadoopFS, output: str, meta: dict[str, Any], lock,
+                    legacy: bool = False) -> list[str]:
+    """The commit: ``_meta.json`` (one PUT) points at the run's prefix; then old runs expire.
+    Returns the prefixes removed."""
+    lock.check()
+    fs.write_json(join(output, META), meta)
+    try:
+        return expire_runs(fs, output, meta, legacy)
+    except Exception as exc:  # the commit is done; the next run expires them
+        log.warning("could not expire old runs in %s: %s", output, exc)
+        return []

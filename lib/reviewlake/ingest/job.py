@@ -165,7 +165,18 @@ def _counts_by(df: DataFrame, *keys: str) -> list[tuple]:
 
 def run_ingest(spark: SparkSession, inputs: list[str], lake: str,
                options: IngestOptions | None = None) -> dict[str, Any]:
-    """Ingest ``inputs`` into ``lake``; returns the run's report (also written to the lake)."""
+    """Ingest ``inputs`` into ``lake``; returns the run's report (also written to the lake).
+    The run holds the lake's lock (``LAKE/_lock.json``) from before recovery to the end."""
+    held: list = []
+    try:
+        return _run_ingest(spark, inputs, lake, options, held)
+    finally:
+        for lock in held:
+            lock.release()
+
+
+def _run_ingest(spark: SparkSession, inputs: list[str], lake: str,
+                options: IngestOptions | None, held: list) -> dict[str, Any]:
     opts = options or IngestOptions()
     if opts.mode not in MODES:
         raise UserError(f"--mode must be one of {', '.join(MODES)}, got {opts.mode!r}")
@@ -176,6 +187,7 @@ def run_ingest(spark: SparkSession, inputs: list[str], lake: str,
 
     files = list_inputs(fs, inputs)
     fs.check_writable(lake)
+    held.append(commit_mod.lock_output(fs, lake, run_id, "ingest"))
     finished_run = commit_mod.recover(fs, lake)
     commit_mod.clean_stale_staging(fs, lake)
 
@@ -231,6 +243,16 @@ def run_ingest(spark: SparkSession, inputs: list[str], lake: str,
             "spark.sql.legacy.timeParserPolicy": "CORRECTED"}
     with spark_conf(spark, conf):
         classified = P.classify(P.read_lines(spark, paths))
+        if opts.files_per_category:
+            # Shuffle first, count after: the observation then lives in the write (result)
+            # stage, whose successful tasks' metrics Spark counts once per partition, while a
+            # map stage that Spark re-runs (a lost executor, a fetch failure) would count its
+            # rows again. Same keys as the output's (category, hash of review_id) partitioning.
+            rejected = F.col(P.REASON).isNotNull()
+            category = F.when(rejected, F.lit(SENTINEL)).otherwise(F.col(PARTITION_COLUMN))
+            key = F.when(rejected, F.col(P.ROW_ID).cast("string")).otherwise(F.col("review_id"))
+            classified = classified.drop(P.TEXT, P.FIELDS).repartition(
+                category, F.abs(F.hash(key)) % int(opts.files_per_category))
         obs = Observation(f"ingest-{run_id}")
         is_header = F.col(P.HEADER)
         observed = classified.observe(
@@ -240,9 +262,6 @@ def run_ingest(spark: SparkSession, inputs: list[str], lake: str,
             F.sum(F.when(~is_header & F.col(P.REASON).isNull(), 1).otherwise(0)).alias("good"),
         )
         out = _output_frame(observed)
-        if opts.files_per_category:
-            salt = F.abs(F.hash("review_id")) % int(opts.files_per_category)
-            out = out.repartition(PARTITION_COLUMN, salt)
         writer = out.write.mode("overwrite").partitionBy(PARTITION_COLUMN) \
             .option("compression", opts.compression)
         for column in NO_DICTIONARY:
@@ -319,6 +338,7 @@ def run_ingest(spark: SparkSession, inputs: list[str], lake: str,
     }
     phase("report")
     report["phases"] = phases
+    held[0].check()
     commit_mod.commit(fs, lake, marker)
     log.info("ingest phases (s): %s; commit %.2f", phases, time.time() - clock[0])
     return report

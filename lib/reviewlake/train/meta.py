@@ -45,6 +45,25 @@ class Features:
         return path if os.path.isabs(path) else os.path.join(self.root, path)
 
 
+def check_sizes(features: Features, path: str) -> None:
+    """The files train reads (the splits' and the tokenizer's) against the sizes
+    ``_meta.json`` lists (``files``, ``tokenizer.files``; older features have none): a file
+    of another size is a one-line error. Files ``_meta.json`` does not list are never read."""
+    sizes = features.meta.get("files") or {}
+    wanted = [(os.path.join(features.root, rel), sizes[rel]) for split in SPLITS
+              for rel in features.meta["splits"][split]["files"] if rel in sizes]
+    tok = features.meta.get("tokenizer") or {}
+    wanted += [(os.path.join(features.tokenizer_dir, rel), size)
+               for rel, size in (tok.get("files") or {}).items()]
+    for file, size in wanted:
+        actual = os.path.getsize(file) if os.path.isfile(file) else None
+        if actual != size:
+            found = "it is missing" if actual is None else f"it has {actual}"
+            raise UserError(f"{file} is listed in {path} with {size} bytes but {found}: the "
+                            f"features are damaged or from another run; re-run reviewlake "
+                            f"prepare")
+
+
 def load_features(root: str) -> Features:
     """The features directory, checked against the contract with one-line errors."""
     path = os.path.join(root, "_meta.json")
@@ -68,6 +87,7 @@ def load_features(root: str) -> Features:
         if absent:
             raise UserError(f"{len(absent)} {split} file(s) listed in {path} are missing, "
                             f"e.g. {absent[0]}")
+    check_sizes(features, path)
     if features.count("train") == 0:
         raise UserError(f"the train split in {root} is empty; prepare needs more data")
     return features
