@@ -45,7 +45,7 @@ def _ingest_figures(r: dict) -> str:
     snap = (r.get("snapshots") or {}).get("reviews")
     return (f"rows read {r.get('rows_read', 0)}, written {r.get('rows_written', 0)}, "
             f"quarantined {r.get('rows_quarantined', 0)}"
-            + (f", {r['tables']['reviews']} snapshot {snap}" if snap else ""))
+            + (f", snapshot {snap}" if snap else ""))
 
 
 def _quality_figures(s: dict) -> str:
