@@ -145,10 +145,12 @@ def snapshots(spark: SparkSession, full: str) -> list[dict[str, Any]]:
 
 
 def history(spark: SparkSession, full: str) -> list[tuple[dt.datetime, int]]:
-    """(made_current_at, snapshot_id) in the order the snapshots became current."""
-    rows = spark.sql(f"SELECT made_current_at, snapshot_id FROM {full}.history "
+    """(made_current_at as an aware UTC datetime, snapshot_id) in the order the snapshots
+    became current (epoch milliseconds from Spark: no local time zone in between)."""
+    rows = spark.sql(f"SELECT unix_millis(made_current_at) AS ms, snapshot_id FROM {full}.history "
                      f"ORDER BY made_current_at").collect()
-    return [(r["made_current_at"], int(r["snapshot_id"])) for r in rows]
+    return [(dt.datetime.fromtimestamp(int(r["ms"]) / 1000, dt.timezone.utc), int(r["snapshot_id"]))
+            for r in rows]
 
 
 def current_snapshot(spark: SparkSession, full: str) -> int | None:
@@ -190,7 +192,6 @@ def resolve_snapshot(spark: SparkSession, full: str, snapshot: int | str | None 
         when = when if when.tzinfo else when.replace(tzinfo=dt.timezone.utc)
         best = None
         for made, sid in history(spark, full):
-            made = made if made.tzinfo else made.replace(tzinfo=dt.timezone.utc)
             if made <= when:
                 best = sid
         if best is None:
