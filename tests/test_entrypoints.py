@@ -9,6 +9,7 @@ from pathlib import Path
 import pytest
 
 from conftest import ROOT, VENV_BIN, run_cli
+from reviewlake import lake as L
 from reviewlake.generate import generate
 from reviewlake.ingest.job import run_ingest
 from reviewlake.launch.submit import spark_submit_args, split_args
@@ -62,8 +63,9 @@ def test_spark_submit_sh_behaves_like_the_cli(tmp_path, spark):
                 "headers"):
         assert ra[key] == rb[key], key
     cols = ["review_id", "star_rating", "review_body", "product_category", "review_date"]
-    a = spark.read.parquet(str(tmp_path / "a" / "reviews")).select(cols)
-    b = spark.read.parquet(str(tmp_path / "b" / "reviews")).select(cols)
+    assert ra["format"] == rb["format"]   # ingest.format auto: the same choice in both
+    a = L.read_reviews(spark, L.locate(spark, str(tmp_path / "a"))).select(cols)
+    b = L.read_reviews(spark, L.locate(spark, str(tmp_path / "b"))).select(cols)
     assert a.count() == b.count() and a.exceptAll(b).count() == 0
     bad = subprocess.run([str(ROOT / "spark-submit.sh"), "jobs/ingest.py", "--input", "/no/such"],
                          cwd=ROOT, env=env, capture_output=True, text=True, timeout=300)

@@ -41,6 +41,19 @@ def add_common(p: argparse.ArgumentParser) -> None:
     p.add_argument("-q", "--quiet", action="store_true", help="only warnings and errors")
 
 
+def add_snapshot_args(p: argparse.ArgumentParser) -> None:
+    """The flags of the stages that read the lake: which table, at which Iceberg snapshot."""
+    p.add_argument("--table", metavar="NAMESPACE.TABLE",
+                   help="read this table of the profile's catalog (e.g. reviewlake.reviews in "
+                        "Glue) instead of the lake's own reviews table")
+    when = p.add_mutually_exclusive_group()
+    when.add_argument("--snapshot", type=int, metavar="ID",
+                      help="Iceberg lakes: read this snapshot id (default: the current one)")
+    when.add_argument("--as-of", metavar="TIMESTAMP",
+                      help="Iceberg lakes: read the snapshot current at this time (ISO 8601, "
+                           "UTC unless it names a zone; or epoch milliseconds)")
+
+
 def load_config(args: argparse.Namespace, flags: dict[str, Any]) -> Config:
     cfg = Config.load(args.config, args.overrides)
     cfg.apply({"spark.master": getattr(args, "master", None), **flags})

@@ -229,3 +229,93 @@ def spark_conf(spark, values: dict[str, str | None]) -> Iterator[None]:
                 spark.conf.unset(key)
             else:
                 spark.conf.set(key, value)
+
+
+# -- the lake's Iceberg catalog --------------------------------------------------------------
+# Spark reads ``spark.sql.catalog.<name>*`` when a catalog is first used, and these options can
+# be set on a live session: each lake gets its catalog at run time (tests share one session
+# across lakes in different directories). Catalog instances are cached by name for the life of
+# the session, so the embedded catalog's name is derived from the lake it lives in.
+
+ICEBERG_CATALOG_CLASS = "org.apache.iceberg.spark.SparkCatalog"
+SQLITE_DRIVER_CLASS = "org.sqlite.JDBC"
+CATALOG_TYPES = ("embedded", "hadoop", "glue", "hive")
+EMBEDDED_CATALOG_FILE = "_catalog.db"
+
+
+def _local_dir(uri: str) -> str | None:
+    """The local directory of a file:/ URI or plain path; None for other schemes."""
+    if uri.startswith("file:"):
+        rest = uri[len("file:"):]
+        while rest.startswith("//"):
+            rest = rest[1:]
+        return rest
+    return None if "://" in uri else os.path.abspath(uri)
+
+
+def iceberg_catalog(catalog: Mapping[str, Any] | None, lake: str) -> tuple[str, dict[str, str]]:
+    """(catalog name, spark.sql.catalog.* options) of the profile's ``catalog`` section for
+    the lake at ``lake`` (a qualified URI). ``embedded``: Iceberg's JDBC catalog on a SQLite
+    file LAKE/_catalog.db, tables under LAKE; ``hadoop``: the Hadoop catalog (local/HDFS
+    warehouses only: it commits by rename); ``glue``: the AWS Glue Data Catalog with S3FileIO;
+    ``hive``: a Hive metastore (``catalog.uri``)."""
+    import hashlib
+
+    from .errors import UserError
+
+    catalog = dict(catalog or {})
+    ctype = catalog.get("type") or "embedded"
+    if ctype not in CATALOG_TYPES:
+        raise UserError(f"catalog.type must be one of {', '.join(CATALOG_TYPES)}, got {ctype!r}")
+    warehouse = str(catalog.get("warehouse") or lake).rstrip("/")
+    name = catalog.get("name")
+    if not name:
+        if ctype == "embedded":
+            # one name per lake: Spark caches a catalog by name with the options it first saw
+            key = _local_dir(lake) or lake
+            name = "lake_" + hashlib.sha1(key.rstrip("/").encode()).hexdigest()[:12]
+        else:
+            name = "lake"
+    name = str(name)
+    p = f"spark.sql.catalog.{name}"
+    # cache-enabled false: every read sees the catalog's current snapshot, also one another
+    # process committed since this session last looked
+    opts = {p: ICEBERG_CATALOG_CLASS, f"{p}.cache-enabled": "false"}
+    if ctype == "embedded":
+        local = _local_dir(lake)
+        if local is None:
+            raise UserError(f"the embedded Iceberg catalog needs a local lake directory, got "
+                            f"{lake}: set catalog.type glue (or hive) for a lake on {lake.split(':')[0]}")
+        opts.update({f"{p}.type": "jdbc",
+                     f"{p}.uri": f"jdbc:sqlite:{os.path.join(local, EMBEDDED_CATALOG_FILE)}",
+                     f"{p}.warehouse": warehouse})
+    elif ctype == "hadoop":
+        opts.update({f"{p}.type": "hadoop", f"{p}.warehouse": warehouse})
+    elif ctype == "glue":
+        if warehouse.startswith("s3a://"):
+            warehouse = "s3://" + warehouse[len("s3a://"):]
+        opts.update({f"{p}.catalog-impl": "org.apache.iceberg.aws.glue.GlueCatalog",
+                     f"{p}.io-impl": "org.apache.iceberg.aws.s3.S3FileIO",
+                     f"{p}.warehouse": warehouse})
+    else:  # hive
+        if not catalog.get("uri"):
+            raise UserError("catalog.type hive needs catalog.uri (thrift://HOST:9083)")
+        opts.update({f"{p}.type": "hive", f"{p}.uri": str(catalog["uri"]),
+                     f"{p}.warehouse": warehouse})
+    for key, value in (catalog.get("options") or {}).items():
+        opts[f"{p}.{key}"] = str(value)
+    return name, opts
+
+
+def use_iceberg_catalog(spark, catalog: Mapping[str, Any] | None, lake: str) -> str:
+    """Configure (on the live session) the catalog of ``lake``; returns its name."""
+    name, opts = iceberg_catalog(catalog, lake)
+    if (dict(catalog or {}).get("type") or "embedded") == "embedded":
+        from .fs import HadoopFS
+
+        HadoopFS(spark).mkdirs(lake)  # the SQLite file's directory
+    for key, value in opts.items():
+        if spark.conf.get(key, None) != value:
+            spark.conf.set(key, value)
+    return name
+

@@ -5,7 +5,7 @@ import argparse
 import os
 from typing import Any
 
-from ..cli import add_common, load_config
+from ..cli import add_common, add_snapshot_args, load_config
 from ..errors import UserError
 from ..fs import check_writable_output, is_remote
 
@@ -17,6 +17,7 @@ def register(sub) -> None:
                    help="the lake written by ingest; local, hdfs://, s3a:// (default: "
                         "prepare.input, else data.lake)")
     p.add_argument("--output", metavar="FEATURES", help="output directory (default: data.features)")
+    add_snapshot_args(p)
     p.add_argument("--max-seq-length", type=int, metavar="N",
                    help="tokens per example, [CLS] and [SEP] included (default: 64)")
     p.add_argument("--split", metavar="TRAIN,VALIDATION,TEST",
@@ -63,7 +64,8 @@ def cmd_prepare(args: argparse.Namespace) -> int:
         "prepare.clean_text": args.clean_text,
         "prepare.vocab_size": args.vocab_size, "prepare.categories": args.categories,
         "prepare.seed": args.seed, "prepare.compression": args.compression,
-        "prepare.writer": args.writer,
+        "prepare.writer": args.writer, "prepare.snapshot": args.snapshot,
+        "prepare.as_of": args.as_of, "prepare.table": args.table,
     })
     if args.vocab_size is not None:  # the flag chooses training over a profile's directory
         cfg.set("prepare.tokenizer", None)
@@ -82,9 +84,10 @@ def options_from(cfg) -> tuple[str, str, Any]:
         raise UserError("no input given: pass --input LAKE or set data.lake in the profile")
     if not output:
         raise UserError("no output given: pass --output FEATURES or set data.features in the profile")
-    if not is_remote(lake):
-        local = lake[7:] if lake.startswith("file://") else lake
-        if not os.path.isdir(os.path.join(os.path.expanduser(local), "reviews")):
+    if not is_remote(lake) and not pc.get("table"):
+        local = os.path.expanduser(lake[7:] if lake.startswith("file://") else lake)
+        if not (os.path.isdir(os.path.join(local, "reviews"))
+                or os.path.isfile(os.path.join(local, "_reports", "ingest.json"))):
             raise UserError(f"no lake at {lake} ({os.path.join(local, 'reviews')} not found); "
                             f"run reviewlake ingest first or pass --input LAKE")
     tokenizer = pc.get("tokenizer")
@@ -112,6 +115,9 @@ def options_from(cfg) -> tuple[str, str, Any]:
         records_per_file=_int(pc.get("records_per_file", 200_000), "prepare.records_per_file"),
         min_files=_int(pc.get("min_files", 2), "prepare.min_files"),
         keep_runs=_int(pc.get("keep_runs", 2), "prepare.keep_runs"),
+        catalog=cfg.section("catalog"),
+        snapshot=None if pc.get("snapshot") is None else _int(pc["snapshot"], "--snapshot"),
+        as_of=pc.get("as_of"), table=pc.get("table"),
     )
     opts.validate()
     return lake, output, opts
@@ -140,8 +146,10 @@ def _int(value: Any, name: str) -> int:
 def summary(meta: dict[str, Any]) -> str:
     """The printed report of a run (from its ``_meta.json``)."""
     rows, dropped = meta["rows"], meta["dropped"]
-    lines = [f"prepare ok: run {meta['run_id']} from {meta['source_lake']} "
-             f"in {meta['seconds']:.1f}s"]
+    src = meta.get("lake") or {}
+    origin = (f"{src['table']} snapshot {src['snapshot_id']} ({meta['source_lake']})"
+              if src.get("format") == "iceberg" else meta["source_lake"])
+    lines = [f"prepare ok: run {meta['run_id']} from {origin} in {meta['seconds']:.1f}s"]
     lines.append(f"  reviews read {rows['read']}   clean {rows['clean']}   kept {rows['kept']}"
                  f"   ({'balanced' if meta['balance'] else 'not balanced'}, seed {meta['seed']})")
     why = ", ".join(f"{k} {v}" for k, v in dropped.items() if v)

@@ -51,6 +51,7 @@ from pyspark.sql import functions as F
 
 from .. import __version__
 from .. import commit as commit_mod
+from .. import lake as L
 from ..commit import new_run_id
 from ..errors import UserError
 from ..fs import HadoopFS, is_remote, join, qualify
@@ -99,6 +100,10 @@ class PrepareOptions:
     min_files: int = 2
     clean_text: bool = True
     keep_runs: int = 2
+    catalog: dict[str, Any] | None = None   # the profile's catalog section (Iceberg lakes)
+    snapshot: int | None = None             # Iceberg: read this snapshot (default: the current)
+    as_of: str | None = None                # ... or the one current at this time
+    table: str | None = None                # a catalog table (namespace.table) instead of LAKE's
 
     def validate(self) -> None:
         self.split = S.parse_fractions(self.split)
@@ -145,9 +150,13 @@ def lake_categories(fs: HadoopFS, reviews: str) -> list[str]:
     return sorted(out)
 
 
-def read_reviews(spark: SparkSession, reviews: str, categories: Sequence[str] | None) -> DataFrame:
-    """The lake's reviews (only the partitions of ``categories`` are read when given)."""
-    df = spark.read.parquet(reviews)
+def read_reviews(spark: SparkSession, source: str | dict[str, Any],
+                 categories: Sequence[str] | None) -> DataFrame:
+    """The lake's reviews (only the partitions of ``categories`` are read when given):
+    ``source`` is a Parquet directory or what :func:`reviewlake.lake.locate` found."""
+    if isinstance(source, str):
+        source = {"format": "parquet", "path": source}
+    df = L.read_reviews(spark, source)
     if categories:
         df = df.where(F.col(PARTITION_COLUMN).isin(list(categories)))
     return df
@@ -340,13 +349,21 @@ def _run_prepare(spark: SparkSession, lake: str, output: str,
         clock[0] = now
 
     reviews = join(lake, REVIEWS)
-    if not fs.is_dir(reviews):
-        raise UserError(f"no lake at {lake} ({reviews} not found); run reviewlake ingest first "
-                        f"or pass --input LAKE")
+    pinned = opts.snapshot is not None or opts.as_of is not None or bool(opts.table)
+    if pinned or L.lake_format(fs, lake) == "iceberg":
+        # an Iceberg lake: its reviews table at one snapshot, recorded in _meta.json
+        source = L.locate(spark, lake, opts.catalog, opts.snapshot, opts.as_of, opts.table)
+    else:
+        source = {"format": "parquet", "path": reviews}
+        if not fs.is_dir(reviews):
+            raise UserError(f"no lake at {lake} ({reviews} not found); run reviewlake ingest "
+                            f"first or pass --input LAKE")
     if _inside(output, lake) or _inside(lake, output):
         raise UserError(f"--output {output} must not be inside the lake {lake} or contain it")
     if opts.categories:
-        present = lake_categories(fs, reviews)
+        present = (lake_categories(fs, reviews) if source["format"] == "parquet" else
+                   sorted(r[0] for r in L.read_reviews(spark, source)
+                          .select(PARTITION_COLUMN).distinct().collect()))
         unknown = [c for c in opts.categories if c not in present]
         if unknown:
             raise UserError(f"no product_category {', '.join(map(repr, unknown))} in {lake} "
@@ -370,7 +387,7 @@ def _run_prepare(spark: SparkSession, lake: str, output: str,
 
     # 1. clean rows, staged
     clean_dir = join(stage, CLEAN)
-    clean, drops, dupes = clean_reviews(read_reviews(spark, reviews, opts.categories), run_id)
+    clean, drops, dupes = clean_reviews(read_reviews(spark, source, opts.categories), run_id)
     clean.write.mode("overwrite").parquet(clean_dir)
     dropped_rows = {k: int(v or 0) for k, v in drops.get.items()}
     dedupe_rows = {k: int(v or 0) for k, v in dupes.get.items()}
@@ -490,7 +507,7 @@ def _run_prepare(spark: SparkSession, lake: str, output: str,
         "parquet": {"path": f"{run_rel}/{PARQUET}", "partitioned_by": S.SPLIT,
                     "columns": ["review_id", "product_category", "label_ids", "input_ids",
                                 "input_mask", "segment_ids", "n_tokens"]},
-        "source_lake": lake, "seed": opts.seed, "split_fractions": list(opts.split),
+        "source_lake": lake, "lake": L.lineage(source), "seed": opts.seed, "split_fractions": list(opts.split),
         "balance": opts.balance,
         "categories": list(opts.categories) if opts.categories else None,
         "rows": {"read": rows_read, "clean": clean_total, "kept": kept},

@@ -20,6 +20,10 @@ def register(sub) -> None:
     p.add_argument("--mode", choices=["overwrite", "append-new"],
                    help="overwrite: rebuild the lake from the inputs; append-new: add only "
                         "files not ingested before (default: ingest.mode)")
+    p.add_argument("--format", choices=["iceberg", "parquet", "auto"],
+                   help="iceberg: Iceberg tables in the profile's catalog; parquet: plain "
+                        "Parquet directories; auto: iceberg when its jar is on the classpath "
+                        "(default: ingest.format)")
     p.add_argument("--max-split-bytes", help="largest input split per task (default: 1g)")
     p.add_argument("--files-per-category", type=int,
                    help="shuffle so each category gets at most N files (default: no shuffle)")
@@ -42,6 +46,7 @@ def _check_local_inputs(paths: Sequence[str]) -> None:
 def cmd_ingest(args: argparse.Namespace) -> int:
     cfg = load_config(args, {
         "ingest.input": args.input, "data.lake": args.output, "ingest.mode": args.mode,
+        "ingest.format": args.format,
         "ingest.max_split_bytes": args.max_split_bytes,
         "ingest.files_per_category": args.files_per_category,
     })
@@ -71,6 +76,8 @@ def run(cfg, spark=None) -> dict:
         mode=cfg.get("ingest.mode", "overwrite"),
         max_split_bytes=cfg.get("ingest.max_split_bytes"),
         files_per_category=cfg.get("ingest.files_per_category"),
+        format=cfg.get("ingest.format") or "parquet",
+        catalog=cfg.section("catalog"),
     )
     spark = spark or get_spark(cfg, "ingest")
     return run_ingest(spark, inputs, lake, opts)
@@ -81,13 +88,20 @@ def summary(report: dict[str, Any]) -> str:
              f"into {report['lake']}"]
     if report["status"] == "nothing_new":
         lines.append(f"  no new files ({len(report['skipped_files'])} already ingested)")
+        for name, sid in (report.get("snapshots") or {}).items():
+            lines.append(f"  {report['tables'][name]} unchanged at snapshot {sid}")
         return "\n".join(lines)
     lines.append(f"  files {len(report['files'])}   rows read {report['rows_read']}   "
                  f"written {report['rows_written']}   quarantined {report['rows_quarantined']}   "
                  f"in {report['seconds']:.1f}s ({report['rows_per_second']:.0f} rows/s)")
     for reason, count in report["by_reason"].items():
         lines.append(f"  quarantined {reason:<16} {count}")
-    lines.append(f"  reviews    {report['output']['reviews']} "
-                 f"({len(report['rows_by_category'])} categories)")
-    lines.append(f"  quarantine {report['output']['quarantine']}")
+    snaps = report.get("snapshots") or {}
+    for name, label in (("reviews", "reviews   "), ("quarantine", "quarantine")):
+        line = f"  {label} {report['output'][name]}"
+        if name == "reviews":
+            line += f" ({len(report['rows_by_category'])} categories)"
+        if name in snaps:
+            line += f"  snapshot {snaps[name]}"
+        lines.append(line)
     return "\n".join(lines)

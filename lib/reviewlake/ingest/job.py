@@ -13,6 +13,10 @@ Layout of a lake::
     LAKE/_reports/ingest.json                          the latest run's report
     LAKE/_reports/runs/ingest-<run_id>.json            every run's report
     LAKE/_reports/ingested_files.json                  input files ingested so far
+
+With ``format="iceberg"`` the reviews and the quarantine are Iceberg tables instead
+(:mod:`reviewlake.lake`, the commit in :mod:`reviewlake.ingest.iceberg`); the reports stay in
+``LAKE/_reports/`` and name the tables and the run's snapshot ids.
 """
 from __future__ import annotations
 
@@ -26,6 +30,7 @@ from typing import Any, Iterable
 from pyspark.sql import DataFrame, Observation, SparkSession
 from pyspark.sql import functions as F
 
+from .. import lake as lake_mod
 from ..commit import new_run_id
 from ..errors import UserError
 from ..fs import FileInfo, HadoopFS, canonical_uri, join, qualify
@@ -63,6 +68,8 @@ class IngestOptions:
     max_split_bytes: str | None = "1g"
     files_per_category: int | None = None
     compression: str = "snappy"
+    format: str = "parquet"                 # iceberg | parquet | auto (reviewlake.lake)
+    catalog: dict[str, Any] | None = None   # the profile's catalog section (iceberg)
 
 
 def list_inputs(fs: HadoopFS, inputs: Iterable[str]) -> list[FileInfo]:
@@ -188,12 +195,25 @@ def _run_ingest(spark: SparkSession, inputs: list[str], lake: str,
     files = list_inputs(fs, inputs)
     fs.check_writable(lake)
     held.append(commit_mod.lock_output(fs, lake, run_id, "ingest"))
-    finished_run = commit_mod.recover(fs, lake)
+    fmt = lake_mod.choose_format(spark, opts.format, opts.catalog)
+    tables = None
+    if fmt == "iceberg":  # the Iceberg layout: the tables' history keeps the ingested files
+        from . import iceberg as ice
+
+        tables = ice.open_tables(spark, opts.catalog, lake)
+        finished_run = ice.recover(spark, fs, tables, lake, join(lake, commit_mod.STAGING))
+        finished_run = commit_mod.recover(fs, lake) or finished_run
+    else:
+        finished_run = commit_mod.recover(fs, lake)
     commit_mod.clean_stale_staging(fs, lake)
 
     reports = join(lake, commit_mod.REPORTS)
-    manifest = fs.read_json(join(reports, MANIFEST), default={"files": {}})
-    lake_exists = fs.exists(join(lake, REVIEWS))
+    if tables is not None:
+        lake_exists, known = ice.ingested_files(spark, tables)
+        manifest = {"files": known}
+    else:
+        manifest = fs.read_json(join(reports, MANIFEST), default={"files": {}})
+        lake_exists = fs.exists(join(lake, REVIEWS))
     mode = opts.mode if (opts.mode == "overwrite" or lake_exists) else "overwrite"
     skipped, changed = [], []
     if opts.mode == "append-new" and lake_exists:
@@ -211,7 +231,7 @@ def _run_ingest(spark: SparkSession, inputs: list[str], lake: str,
 
     report: dict[str, Any] = {
         "stage": "ingest", "run_id": run_id, "mode": mode, "requested_mode": opts.mode,
-        "lake": lake, "inputs": list(inputs), "recovered_run": finished_run,
+        "format": fmt, "lake": lake, "inputs": list(inputs), "recovered_run": finished_run,
         "started_at": dt.datetime.fromtimestamp(started, dt.timezone.utc).isoformat(),
         "skipped_files": skipped, "changed_files_skipped": changed,
     }
@@ -221,6 +241,11 @@ def _run_ingest(spark: SparkSession, inputs: list[str], lake: str,
     if not files:
         report.update(status="nothing_new", rows_read=0, rows_written=0, rows_quarantined=0,
                       headers=0, by_reason={}, files=[], seconds=round(time.time() - started, 3))
+        if tables is not None:
+            report.update(tables=_table_names(tables), snapshots={
+                "reviews": lake_mod.current_snapshot(spark, tables.reviews),
+                "quarantine": lake_mod.current_snapshot(spark, tables.quarantine)
+                if lake_mod.table_exists(spark, tables.quarantine) else None})
         log.warning("no new input files to ingest")
         fs.write_json(join(reports, "runs", f"ingest-{run_id}.json"), report)
         fs.write_json(join(reports, REPORT), report)
@@ -339,6 +364,45 @@ def _run_ingest(spark: SparkSession, inputs: list[str], lake: str,
     phase("report")
     report["phases"] = phases
     held[0].check()
+    if tables is not None:
+        _commit_iceberg(spark, fs, tables, report, marker, stage, staged_reviews,
+                        staged_quarantine)
+        log.info("ingest phases (s): %s; commit %.2f", phases, time.time() - clock[0])
+        return report
     commit_mod.commit(fs, lake, marker)
     log.info("ingest phases (s): %s; commit %.2f", phases, time.time() - clock[0])
     return report
+
+
+def _table_names(tables) -> dict[str, str]:
+    return {"reviews": tables.short(tables.reviews), "quarantine": tables.short(tables.quarantine)}
+
+
+def _commit_iceberg(spark: SparkSession, fs: HadoopFS, tables, report: dict[str, Any],
+                    marker: dict[str, Any], stage: str, staged_reviews: str,
+                    staged_quarantine: str) -> None:
+    """The Iceberg layout's commit: one snapshot per table (reviewlake.ingest.iceberg), then
+    the reports (with the snapshot ids) and the staging area removed."""
+    from . import iceberg as ice
+
+    report["tables"] = _table_names(tables)
+    report["output"] = dict(report["tables"])
+    reports = {path: content for path, content in marker["files"].items()
+               if not path.endswith("/" + MANIFEST)}
+    pending = {"run_id": report["run_id"], "mode": marker["mode"], "stage": stage,
+               "reviews": staged_reviews, "quarantine": staged_quarantine,
+               "rows_written": report["rows_written"],
+               "rows_quarantined": report["rows_quarantined"],
+               "files": {fr["path"]: fr["bytes"] for fr in report["files"]},
+               "reports": reports}
+    try:
+        report["snapshots"] = ice.commit(spark, fs, tables, pending)
+    except Exception:
+        fs.delete(stage)
+        raise
+    for path in reports:
+        fs.write_json(path, report)
+    fs.delete(stage)
+    staging_root = stage.rstrip("/").rsplit("/", 1)[0]
+    if fs.exists(staging_root) and not fs.list_dir(staging_root):
+        fs.delete(staging_root)

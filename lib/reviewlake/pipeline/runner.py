@@ -42,8 +42,10 @@ class Stage:
 
 
 def _ingest_figures(r: dict) -> str:
+    snap = (r.get("snapshots") or {}).get("reviews")
     return (f"rows read {r.get('rows_read', 0)}, written {r.get('rows_written', 0)}, "
-            f"quarantined {r.get('rows_quarantined', 0)}")
+            f"quarantined {r.get('rows_quarantined', 0)}"
+            + (f", snapshot {snap}" if snap else ""))
 
 
 def _quality_figures(s: dict) -> str:
@@ -79,7 +81,8 @@ STAGES: list[Stage] = [
           needs_spark=False, enabled=lambda c: int(c.get("generate.rows") or 0) > 0),
     Stage("ingest", "reviewlake.ingest.cli", lambda c: c.get("data.lake"), "_reports/ingest.json",
           lambda c: {"ingest": c.section("ingest"), "raw": c.get("data.raw"),
-                     "lake": c.get("data.lake")}, "raw", _ingest_figures),
+                     "lake": c.get("data.lake"), "catalog": c.section("catalog")}, "raw",
+          _ingest_figures),
     Stage("quality", "reviewlake.quality.cli", lambda c: c.get("data.quality"), "summary.json",
           lambda c: {"quality": c.section("quality"), "lake": c.get("data.lake"),
                      "quality_dir": c.get("data.quality")}, "ingest", _quality_figures,

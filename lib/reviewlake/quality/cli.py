@@ -5,7 +5,7 @@ import argparse
 
 import os
 
-from ..cli import add_common, load_config
+from ..cli import add_common, add_snapshot_args, load_config
 from ..errors import UserError
 from ..fs import is_remote
 
@@ -24,6 +24,7 @@ def register(sub) -> None:
                         "when the jar is on the classpath (default: quality.engine)")
     p.add_argument("--repository", metavar="PATH",
                    help="metrics repository, local or s3a:// (default: QDIR/_history)")
+    add_snapshot_args(p)
     p.add_argument("--tags", nargs="+", metavar="K=V",
                    help="tags of this run in the repository; anomaly checks compare with runs "
                         "that have the same tags")
@@ -36,6 +37,8 @@ def cmd_quality(args: argparse.Namespace) -> int:
     cfg = load_config(args, {
         "data.lake": args.input, "data.quality": args.output, "quality.suite": args.suite,
         "quality.engine": args.engine, "quality.repository": args.repository,
+        "quality.snapshot": args.snapshot, "quality.as_of": args.as_of,
+        "quality.table": args.table,
     })
     result = run(cfg, None, extra_tags=args.tags)
     print(summary(result))
@@ -54,7 +57,8 @@ def options_from(cfg, extra_tags: list[str] | None = None):
         raise UserError("no input given: pass --input LAKE or set data.lake in the profile")
     if not qdir:
         raise UserError("no output given: pass --output QDIR or set data.quality in the profile")
-    _check_local_lake(str(lake))
+    if not cfg.get("quality.table"):
+        _check_local_lake(str(lake))
     tags = parse_tags(cfg.get("quality.tags") or {})
     tags.update(parse_tags(extra_tags or []))
     params = cfg.get("quality.params") or {}
@@ -65,7 +69,9 @@ def options_from(cfg, extra_tags: list[str] | None = None):
     engine = str(cfg.get("quality.engine") or "auto")
     return str(lake), str(qdir), QualityOptions(
         suite=suite, engine=engine, repository=cfg.get("quality.repository"), tags=tags,
-        examples=int(cfg.get("quality.examples", 5)))
+        examples=int(cfg.get("quality.examples", 5)), catalog=cfg.section("catalog"),
+        snapshot=cfg.get("quality.snapshot"), as_of=cfg.get("quality.as_of"),
+        table=cfg.get("quality.table"))
 
 
 def run(cfg, spark=None, extra_tags: list[str] | None = None) -> dict:

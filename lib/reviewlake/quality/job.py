@@ -66,6 +66,26 @@ class QualityOptions:
     tags: dict[str, str] = field(default_factory=dict)
     dataset_date: int | None = None       # ms since epoch; default: now
     examples: int = 5                     # failing values shown per failed constraint
+    catalog: dict[str, Any] | None = None  # the profile's catalog section (Iceberg lakes)
+    snapshot: int | None = None           # Iceberg: read this snapshot (default: the current)
+    as_of: str | None = None              # ... or the one current at this time
+    table: str | None = None              # a catalog table (namespace.table) instead of LAKE's
+
+
+def open_lake(spark: SparkSession, fs: HadoopFS, lake: str,
+              options: QualityOptions | None = None) -> tuple[DataFrame, dict[str, Any]]:
+    """The lake's reviews and where they came from (:func:`reviewlake.lake.locate`): an
+    Iceberg lake's table at one snapshot, or read_lake's Parquet directory."""
+    from .. import lake as L
+
+    o = options
+    pinned = o is not None and (o.snapshot is not None or o.as_of is not None or bool(o.table))
+    if pinned or L.lake_format(fs, lake) == "iceberg":
+        source = L.locate(spark, lake, o.catalog if o else None, o.snapshot if o else None,
+                          o.as_of if o else None, o.table if o else None)
+        return L.read_reviews(spark, source), L.lineage(source)
+    df, path = read_lake(spark, fs, lake)
+    return df, {"format": "parquet", "path": path}
 
 
 def read_lake(spark: SparkSession, fs: HadoopFS, lake: str) -> tuple[DataFrame, str]:
@@ -205,7 +225,9 @@ def run_quality(spark: SparkSession, lake: str, qdir: str,
     fs.check_writable(qdir)
     commit_mod.recover(fs, qdir)
     commit_mod.clean_stale_staging(fs, qdir)
-    df, path = read_lake(spark, fs, lake)
+    df, source = open_lake(spark, fs, lake, options)
+    path = (f"{source['table']}@{source['snapshot_id']}" if source["format"] == "iceberg"
+            else source["path"])
 
     engine = select_engine(spark, options.engine, repository, dataset_date, options.tags)
     try:
@@ -249,7 +271,7 @@ def run_quality(spark: SparkSession, lake: str, qdir: str,
     n_rows = int(result.profile.get("rows") or (result.metric(_size()) or 0))
     summary: dict[str, Any] = {
         "stage": "quality", "run_id": run_id, "status": status, "engine": result.engine,
-        "engine_requested": options.engine, "input": path, "output": qdir,
+        "engine_requested": options.engine, "input": path, "lake": source, "output": qdir,
         "suite": suite.source, "params": dict(suite.params), "tags": options.tags,
         "dataset_date": dataset_date, "repository": repository,
         "started_at": dt.datetime.fromtimestamp(started, dt.timezone.utc).isoformat(),

@@ -39,6 +39,15 @@ class Features:
     def files(self, split: str) -> list[str]:
         return [os.path.join(self.root, f) for f in self.meta["splits"][split]["files"]]
 
+    def lineage(self, features: str | None = None) -> dict[str, Any]:
+        """Where these features came from, for metrics.json: the features run and the lake
+        it read (an Iceberg table at one snapshot, or a Parquet directory)."""
+        lake = self.meta.get("lake") or {"format": "parquet", "path": self.meta.get("source_lake")}
+        return {"features": features or os.path.abspath(self.root),
+                "features_run": self.meta.get("run_id"),
+                "features_created_at": self.meta.get("created_at"),
+                "lake": lake}
+
     @property
     def tokenizer_dir(self) -> str:
         path = self.meta.get("tokenizer", {}).get("path", "tokenizer")

@@ -256,6 +256,7 @@ def train_remote(spec, run_id: str, s3=None) -> dict:
     metrics = train(local, on_checkpoint=on_checkpoint if hvd.rank() == 0 else None)
     if hvd.rank() == 0:
         metrics["features"] = spec.input
+        metrics["lineage"] = dict(metrics.get("lineage") or {}, features=spec.input)
         with open(os.path.join(out, "metrics.json"), "w", encoding="utf-8") as fh:
             json.dump(metrics, fh, indent=2)
         upload_dir(s3, out, spec.output)

@@ -341,6 +341,7 @@ def train(spec, on_checkpoint=None, on_init=None) -> dict:
         "model": spec.model, "max_seq_length": length, "features": os.path.abspath(spec.input),
         "encoder": {"model": spec.model, "init": spec.encoder_init, "frozen": spec.freeze_bert},
         "tokenizer_vocab_size": len(tokenizer),
+        "lineage": features.lineage(),   # model -> features run -> lake table snapshot
     }
     probe_inputs = next(iter(data.make_dataset(features, "test", 8, shard=False)))[0]
     _export(model, tokenizer, features, spec, metrics, cm, stats, evaluate)
