@@ -23,6 +23,9 @@ def register(sub) -> None:
     p.add_argument("--max-split-bytes", help="largest input split per task (default: 1g)")
     p.add_argument("--files-per-category", type=int,
                    help="shuffle so each category gets at most N files (default: no shuffle)")
+    p.add_argument("--spread", metavar="auto|off|N",
+                   help="spread the lines of gzip inputs (one task per file) over the cores "
+                        "after decompression (default: ingest.spread, auto)")
     p.set_defaults(func=cmd_ingest)
 
 
@@ -44,6 +47,7 @@ def cmd_ingest(args: argparse.Namespace) -> int:
         "ingest.input": args.input, "data.lake": args.output, "ingest.mode": args.mode,
         "ingest.max_split_bytes": args.max_split_bytes,
         "ingest.files_per_category": args.files_per_category,
+        "ingest.spread": args.spread,
     })
     print(summary(run(cfg)))
     return 0
@@ -71,6 +75,7 @@ def run(cfg, spark=None) -> dict:
         mode=cfg.get("ingest.mode", "overwrite"),
         max_split_bytes=cfg.get("ingest.max_split_bytes"),
         files_per_category=cfg.get("ingest.files_per_category"),
+        spread=cfg.get("ingest.spread", "auto"),
     )
     spark = spark or get_spark(cfg, "ingest")
     return run_ingest(spark, inputs, lake, opts)
