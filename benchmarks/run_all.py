@@ -19,8 +19,9 @@ from common import ROOT, WORK, machine, versions
 
 BENCH = ROOT / "benchmarks"
 # Order: cheap first; the end-to-end run last.
-ORDER = ["ingest", "quality", "tokenization", "tfrecord", "train", "finetune", "end_to_end"]
+ORDER = ["ingest", "gzip_ingest", "quality", "tokenization", "tfrecord", "train", "finetune", "end_to_end"]
 QUICK = {"ingest": ["--rows", "20000", "--repeats", "1"],
+         "gzip_ingest": ["--rows", "20000", "--repeats", "1", "--warmup", "0"],
          "quality": ["--rows", "5000", "--repeats", "1", "--warmup", "0"],
          "tokenization": ["--rows", "1500", "--row-udf-rows", "100", "--long-rows", "1500",
                           "--repeats", "1", "--warmup", "0"],

@@ -26,7 +26,7 @@ def run_all_quick(tmp_path, only: str):
 
 @pytest.mark.slow
 def test_run_all_writes_results_with_the_ingest_ratio(tmp_path):
-    proc = run_all_quick(tmp_path, "ingest")
+    proc = run_all_quick(tmp_path, "ingest,gzip_ingest")
     out = tmp_path / "RESULTS.md"
     assert "| side" in proc.stdout
     assert "goal: ingest rows/s / plain csv->parquet rows/s >= 0.9" in proc.stdout
@@ -35,6 +35,10 @@ def test_run_all_writes_results_with_the_ingest_ratio(tmp_path):
     assert result["machine"]["cores"] >= 1 and "pyspark" in result["versions"]
     text = out.read_text()
     assert "## Goals" in text and "| ingest |" in text and "reviewlake ingest" in text
+    gz = json.loads((tmp_path / "results" / "gzip_ingest.json").read_text())
+    assert gz["rows"] == 20000 and gz["ratio"] > 0 and gz["goals"][0]["target"] == 0.8
+    assert set(gz["median_seconds"]) == {"plain", "gz", "gz_off"}
+    assert "ingest of one gzip file" in text and "spread off" in text
 
 
 @pytest.mark.slow

@@ -253,3 +253,57 @@ def test_crlf_and_bom_file_is_ingested_like_its_lf_twin(spark, tmp_path, gz):
     assert marketplaces <= {"US", "UK", "DE", "JP", "FR"}       # no BOM, no CR in any field
     q = read_quarantine(spark, str(tmp_path / "lake_crlf" / "_quarantine")).collect()
     assert len(q) == 1 and q[0].line_number == 6 and bytes(q[0].raw_bytes) == broken + b"\r"
+
+
+def _info(path, size):
+    from reviewlake.fs import FileInfo
+
+    return FileInfo(path=path, size=size, mtime=0, uri=path)
+
+
+def test_spread_partitions_rules():
+    mb = 1 << 20
+    one_gz = [_info("s3://b/reviews.tsv.gz", 2500 * mb)]
+    assert job_mod.spread_partitions(one_gz, 64) == 64            # the published layout
+    assert job_mod.spread_partitions(one_gz, 1) == 0              # one core: nothing to spread to
+    plain = [_info(f"s3://b/part-{i}.tsv", 500 * mb) for i in range(4)]
+    assert job_mod.spread_partitions(plain, 64) == 0              # Spark splits plain files
+    small = [_info("d/x.tsv.gz", 5 * mb)]
+    assert job_mod.spread_partitions(small, 8) == 0               # not worth a shuffle
+    even = [_info(f"d/{i}.tsv.gz", 100 * mb) for i in range(8)]
+    assert job_mod.spread_partitions(even, 8) == 0                # one file per core already
+    mixed = [_info("d/big.tsv.gz", 400 * mb)] + [_info(f"d/{i}.tsv", 100 * mb) for i in range(4)]
+    assert job_mod.spread_partitions(mixed, 8) == 8               # 1600 of 2000 text MB in one task
+    assert job_mod.spread_partitions(even[:2] + plain, 8) == 0    # 400 text MB each: < 1.5 x 350
+    assert job_mod.spread_partitions(one_gz, 64, "off") == 0
+    assert job_mod.spread_partitions(small, 8, 3) == 3
+    assert job_mod.spread_partitions(small, 8, "12") == 12
+    for bad in ("many", -2, "1.5"):
+        with pytest.raises(UserError, match="ingest.spread must be auto, off or a number"):
+            job_mod.spread_partitions(one_gz, 8, bad)
+
+
+def test_spread_gzip_lines_give_the_same_lake(spark, ingested, defects_sample, tmp_path):
+    """The 3 gzip files read in at most 3 tasks, spread over 5 partitions after decompression: the
+    same rows, the same quarantine (exact line numbers), the same accounting."""
+    from reviewlake.ingest import parse as P
+
+    raw, _ = defects_sample
+    lake, report = ingested
+    paths = sorted(str(p) for p in raw.glob("*.tsv.gz"))
+    assert P.read_lines(spark, paths).rdd.getNumPartitions() <= 3   # one task per gz at most
+    assert P.read_lines(spark, paths, 5).rdd.getNumPartitions() == 5
+    spread_lake = tmp_path / "lake"
+    spread = run_ingest(spark, [str(raw)], str(spread_lake), IngestOptions(spread=5))
+    assert spread["spread_partitions"] == 5 and report["spread_partitions"] == 0
+    assert lake_rows(spark, spread_lake) == lake_rows(spark, lake)
+    for key in ("rows_read", "rows_written", "rows_quarantined", "by_reason",
+                "rows_by_category"):
+        assert spread[key] == report[key]
+
+    def quarantine(path):
+        return sorted((r.source_file, r.line_number, r.reason, r.raw)
+                      for r in read_quarantine(spark, str(path / "_quarantine")).collect())
+    assert quarantine(spread_lake) == quarantine(lake)
+    with pytest.raises(UserError, match="ingest.spread"):
+        run_ingest(spark, [str(raw)], str(tmp_path / "bad"), IngestOptions(spread="lots"))

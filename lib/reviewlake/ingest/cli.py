@@ -27,6 +27,9 @@ def register(sub) -> None:
     p.add_argument("--max-split-bytes", help="largest input split per task (default: 1g)")
     p.add_argument("--files-per-category", type=int,
                    help="shuffle so each category gets at most N files (default: no shuffle)")
+    p.add_argument("--spread", metavar="auto|off|N",
+                   help="spread the lines of gzip inputs (one task per file) over the cores "
+                        "after decompression (default: ingest.spread, auto)")
     p.set_defaults(func=cmd_ingest)
 
 
@@ -49,6 +52,7 @@ def cmd_ingest(args: argparse.Namespace) -> int:
         "ingest.format": args.format,
         "ingest.max_split_bytes": args.max_split_bytes,
         "ingest.files_per_category": args.files_per_category,
+        "ingest.spread": args.spread,
     })
     print(summary(run(cfg)))
     return 0
@@ -78,6 +82,7 @@ def run(cfg, spark=None) -> dict:
         files_per_category=cfg.get("ingest.files_per_category"),
         format=cfg.get("ingest.format") or "parquet",
         catalog=cfg.section("catalog"),
+        spread=cfg.get("ingest.spread", "auto"),
     )
     spark = spark or get_spark(cfg, "ingest")
     return run_ingest(spark, inputs, lake, opts)

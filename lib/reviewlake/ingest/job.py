@@ -70,6 +70,45 @@ class IngestOptions:
     compression: str = "snappy"
     format: str = "parquet"                 # iceberg | parquet | auto (reviewlake.lake)
     catalog: dict[str, Any] | None = None   # the profile's catalog section (iceberg)
+    spread: str | int | None = "auto"
+
+
+# Compressed files Spark cannot split: each is decompressed and read by one task.
+UNSPLITTABLE = (".gz", ".gzip", ".deflate", ".zst", ".lz4", ".snappy")
+SPREAD_MIN_BYTES = 32 << 20   # auto: an unsplittable file smaller than this is not worth a shuffle
+TEXT_PER_COMPRESSED_BYTE = 4  # auto: what a compressed byte of review TSV weighs in text bytes
+
+
+def spread_partitions(files: list[FileInfo], parallelism: int,
+                      setting: str | int | None = "auto") -> int:
+    """Over how many partitions ingest spreads the lines after the scan (0: not spread).
+
+    A gzip file is read by one task, so a few large ``.tsv.gz`` files (as the public dataset
+    is published) would be parsed, checked and written by a few cores whatever the cluster.
+    ``auto`` spreads the lines over ``parallelism`` partitions (the cluster's cores) when one
+    unsplittable file of at least 32 MB holds more than 1.5 times a core's fair share of the
+    input (in text bytes: a compressed byte counts as 4); plain files are split by Spark.
+    ``off`` (or 0) never spreads; a number always spreads over that many partitions.
+    """
+    if setting in (None, "auto"):
+        whole = [f.size for f in files if f.path.lower().endswith(UNSPLITTABLE)]
+        if parallelism < 2 or not whole or max(whole) < SPREAD_MIN_BYTES:
+            return 0
+        # shares in text bytes: review text compresses about 4x
+        total = sum(f.size * (TEXT_PER_COMPRESSED_BYTE if f.path.lower().endswith(UNSPLITTABLE)
+                              else 1) for f in files)
+        biggest = max(whole) * TEXT_PER_COMPRESSED_BYTE
+        return parallelism if biggest > 1.5 * total / parallelism else 0
+    if setting is False or str(setting).lower() in ("off", "false", "no", "0"):
+        return 0
+    try:
+        n = int(setting)
+    except (TypeError, ValueError):
+        n = -1
+    if n < 1:
+        raise UserError(f"ingest.spread must be auto, off or a number of partitions, "
+                        f"got {setting!r}")
+    return n
 
 
 def list_inputs(fs: HadoopFS, inputs: Iterable[str]) -> list[FileInfo]:
@@ -187,6 +226,7 @@ def _run_ingest(spark: SparkSession, inputs: list[str], lake: str,
     opts = options or IngestOptions()
     if opts.mode not in MODES:
         raise UserError(f"--mode must be one of {', '.join(MODES)}, got {opts.mode!r}")
+    spread_partitions([], 2, opts.spread)   # a bad setting fails before any work
     started = time.time()
     lake = qualify(lake)
     fs = HadoopFS(spark)
@@ -267,7 +307,9 @@ def _run_ingest(spark: SparkSession, inputs: list[str], lake: str,
     conf = {"spark.sql.files.maxPartitionBytes": opts.max_split_bytes,
             "spark.sql.legacy.timeParserPolicy": "CORRECTED"}
     with spark_conf(spark, conf):
-        classified = P.classify(P.read_lines(spark, paths))
+        spread = spread_partitions(files, spark.sparkContext.defaultParallelism, opts.spread)
+        report["spread_partitions"] = spread
+        classified = P.classify(P.read_lines(spark, paths, spread))
         if opts.files_per_category:
             # Shuffle first, count after: the observation then lives in the write (result)
             # stage, whose successful tasks' metrics Spark counts once per partition, while a

@@ -40,33 +40,43 @@ DETAIL = "_detail"
 HEADER = "_is_header"
 
 
-def read_lines(spark: SparkSession, paths: list[str]) -> DataFrame:
+def read_lines(spark: SparkSession, paths: list[str], spread: int | None = None) -> DataFrame:
     """One row per line: text, file, start of its split and a per-partition row id.
 
     The row id (``monotonically_increasing_id`` right above the scan) and the split start
     let ingest compute exact line numbers for rejected lines afterwards (see
     :func:`split_line_counts`).
+
+    ``spread``: hash-partition the lines into this many partitions right after the scan, so
+    that a file Spark must read in one task (gzip) is parsed and written by every core. The
+    row id and split start are fixed before the shuffle, so line numbers stay exact, and the
+    partitioning is by the (deterministic) row id, so a re-run map task sends every line to
+    the same place.
     """
     text = spark.read.option("lineSep", "\n").text(paths)
-    value = F.col("value")
-    start = F.input_file_block_start()
+    if not spread:
+        # The split lives in the same projection as the (non-deterministic) row id, so the
+        # optimizer cannot push filters below it and re-split the line in every predicate.
+        return text.select(*_line_columns(F.col("value"), F.input_file_block_start(),
+                                          F.input_file_name(), F.monotonically_increasing_id()))
+    # Only the line and its position cross the shuffle; the split is made after it.
+    scanned = text.select(F.col("value").alias(LINE), F.input_file_name().alias(FILE),
+                          F.input_file_block_start().alias(SPLIT_START),
+                          F.monotonically_increasing_id().alias(ROW_ID))
+    scanned = scanned.repartition(int(spread), F.col(ROW_ID))
+    return scanned.select(*_line_columns(F.col(LINE), F.col(SPLIT_START), F.col(FILE),
+                                         F.col(ROW_ID)))
+
+
+def _line_columns(value: Column, start: Column, file: Column, row_id: Column) -> list[Column]:
     # CRLF: one CR right before the LF belongs to the terminator. A BOM can only open the
     # file, whose first line is in the split starting at byte 0.
     no_cr = F.when(value.endswith("\r"), value.substr(F.lit(1), F.length(value) - 1)) \
         .otherwise(value)
     cleaned = F.when((start == 0) & no_cr.startswith("\ufeff"),
                      no_cr.substr(F.lit(2), F.length(no_cr))).otherwise(no_cr)
-    # The split lives in the same projection as the (non-deterministic) row id, so the
-    # optimizer cannot push filters below it and re-split the line in every predicate.
-    return text.select(
-        value.alias(LINE),
-        cleaned.alias(TEXT),
-        F.split(cleaned, "\t", -1).alias(FIELDS),
-        F.input_file_name().alias(FILE),
-        start.alias(SPLIT_START),
-        F.monotonically_increasing_id().alias(ROW_ID),
-    )
-
+    return [value.alias(LINE), cleaned.alias(TEXT), F.split(cleaned, "\t", -1).alias(FIELDS),
+            file.alias(FILE), start.alias(SPLIT_START), row_id.alias(ROW_ID)]
 
 def split_line_counts(spark: SparkSession, paths: list[str]) -> DataFrame:
     """Lines per input split and the row id of each split's first line (same scan plan)."""
