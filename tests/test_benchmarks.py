@@ -37,8 +37,8 @@ def test_run_all_writes_results_with_the_ingest_ratio(tmp_path):
     assert "## Goals" in text and "| ingest |" in text and "reviewlake ingest" in text
     gz = json.loads((tmp_path / "results" / "gzip_ingest.json").read_text())
     assert gz["rows"] == 20000 and gz["ratio"] > 0 and gz["goals"][0]["target"] == 0.8
-    assert set(gz["median_seconds"]) == {"plain", "gz", "gz_off"}
-    assert "ingest of one gzip file" in text and "spread off" in text
+    assert set(gz["median_seconds"]) == {"plain", "gz", "gz_spread"}
+    assert "ingest of one gzip file" in text and "spread over 2 partitions" in text
 
 
 @pytest.mark.slow

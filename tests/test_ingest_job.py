@@ -265,7 +265,8 @@ def test_spread_partitions_rules():
     mb = 1 << 20
     one_gz = [_info("s3://b/reviews.tsv.gz", 2500 * mb)]
     assert job_mod.spread_partitions(one_gz, 64) == 64            # the published layout
-    assert job_mod.spread_partitions(one_gz, 1) == 0              # one core: nothing to spread to
+    assert job_mod.spread_partitions(one_gz, 4) == 4
+    assert job_mod.spread_partitions(one_gz, 2) == 0              # 2 cores: the shuffle costs more
     plain = [_info(f"s3://b/part-{i}.tsv", 500 * mb) for i in range(4)]
     assert job_mod.spread_partitions(plain, 64) == 0              # Spark splits plain files
     small = [_info("d/x.tsv.gz", 5 * mb)]

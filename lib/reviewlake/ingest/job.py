@@ -77,6 +77,10 @@ class IngestOptions:
 UNSPLITTABLE = (".gz", ".gzip", ".deflate", ".zst", ".lz4", ".snappy")
 SPREAD_MIN_BYTES = 32 << 20   # auto: an unsplittable file smaller than this is not worth a shuffle
 TEXT_PER_COMPRESSED_BYTE = 4  # auto: what a compressed byte of review TSV weighs in text bytes
+# auto: fewer cores than this, and the shuffle costs more than the cores it frees gain
+# (benchmarks/gzip_ingest.py on 2 cores: one 1M-row .tsv.gz 0.88x of the same rows as plain
+# files unspread, 0.81x spread over both cores)
+SPREAD_MIN_CORES = 4
 
 
 def spread_partitions(files: list[FileInfo], parallelism: int,
@@ -85,14 +89,14 @@ def spread_partitions(files: list[FileInfo], parallelism: int,
 
     A gzip file is read by one task, so a few large ``.tsv.gz`` files (as the public dataset
     is published) would be parsed, checked and written by a few cores whatever the cluster.
-    ``auto`` spreads the lines over ``parallelism`` partitions (the cluster's cores) when one
-    unsplittable file of at least 32 MB holds more than 1.5 times a core's fair share of the
-    input (in text bytes: a compressed byte counts as 4); plain files are split by Spark.
+    ``auto`` spreads the lines over ``parallelism`` partitions (the cluster's cores, at least 4)
+    when one unsplittable file of at least 32 MB holds more than 1.5 times a core's fair share
+    of the input (in text bytes: a compressed byte counts as 4); plain files are split by Spark.
     ``off`` (or 0) never spreads; a number always spreads over that many partitions.
     """
     if setting in (None, "auto"):
         whole = [f.size for f in files if f.path.lower().endswith(UNSPLITTABLE)]
-        if parallelism < 2 or not whole or max(whole) < SPREAD_MIN_BYTES:
+        if parallelism < SPREAD_MIN_CORES or not whole or max(whole) < SPREAD_MIN_BYTES:
             return 0
         # shares in text bytes: review text compresses about 4x
         total = sum(f.size * (TEXT_PER_COMPRESSED_BYTE if f.path.lower().endswith(UNSPLITTABLE)
