@@ -121,7 +121,7 @@ test: setup hosts-deps
 	@hidden=$$(mktemp -d) && trap 'rm -rf "$$hidden"' EXIT && \
 	  echo "jar-free pass (jars/ hidden):" && \
 	  REVIEWLAKE_JARS_DIR="$$hidden" $(BIN)/python -m pytest tests -q -m jarfree -p no:cacheprovider $(PYTEST_ARGS)
-	$(BIN)/python -m pytest tests $(PYTEST_ARGS)
+	$(BIN)/python -m pytest tests --durations=30 $(PYTEST_ARGS)
 
 bench: setup
 	$(BIN)/python benchmarks/run_all.py $(BENCH_ARGS)
