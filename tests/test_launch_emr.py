@@ -99,7 +99,9 @@ def test_steps_on_the_cluster_and_code_in_s3(aws, build_dir):
         assert args[args.index("--files") + 1] == f"{code}/conf/emr.yaml"
         assert args[args.index("--packages") + 1].split(",") == [
             "com.amazon.deequ:deequ:2.1.0-spark-3.5",
-            "com.linkedin.sparktfrecord:spark-tfrecord_2.12:0.7.0"]
+            "com.linkedin.sparktfrecord:spark-tfrecord_2.12:0.7.0",
+            "org.apache.iceberg:iceberg-spark-runtime-3.5_2.12:1.10.1",
+            "org.apache.iceberg:iceberg-aws-bundle:1.10.1"]   # the lake's tables, in Glue
         assert "spark.pyspark.python=/opt/reviewlake/venv/bin/python" in args
         tail = expected_args(bucket, stage, code)
         assert args[-len(tail):] == tail

@@ -97,7 +97,9 @@ def test_processing_job(aws, build_dir):
     assert json.loads(read(aws, inputs["conf"]["S3Uri"])) == [{
         "Classification": "spark-defaults",
         "Properties": {"spark.jars.packages": "com.amazon.deequ:deequ:2.1.0-spark-3.5,"
-                                              "com.linkedin.sparktfrecord:spark-tfrecord_2.12:0.7.0"}}]
+                                              "com.linkedin.sparktfrecord:spark-tfrecord_2.12:0.7.0,"
+                                              "org.apache.iceberg:iceberg-spark-runtime-3.5_2.12:1.10.1,"
+                                              "org.apache.iceberg:iceberg-aws-bundle:1.10.1"}}]
     outputs = job["ProcessingOutputConfig"]["Outputs"]
     assert [(o["OutputName"], o["S3Output"]) for o in outputs] == [("spark-event-logs", {
         "S3Uri": f"s3://{bucket}/events", "LocalPath": "/opt/ml/processing/spark-events/",

@@ -236,7 +236,8 @@ def test_a_failed_step_leaves_its_epochs_in_s3_and_resume_restores_them(aws, tmp
 
     import dataclasses
     metrics = train_remote(dataclasses.replace(spec, resume=True), uuid.uuid4().hex, s3=s3)
-    assert metrics == {"epochs": 2, "features": features}
+    # the features' lineage rides along (no lake snapshot in these synthetic features)
+    assert metrics == {"epochs": 2, "features": features, "lineage": {"features": features}}
     assert seen["restored"] == ["checkpoint", "ckpt-1.data-00000-of-00001", "ckpt-1.index",
                                 "history.json"]
     assert s3.read_text(f"{output}/checkpoints/epoch-00002/{MANIFEST}") is not None
