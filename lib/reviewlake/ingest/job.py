@@ -94,15 +94,25 @@ def spread_partitions(files: list[FileInfo], parallelism: int,
     of the input (in text bytes: a compressed byte counts as 4); plain files are split by Spark.
     ``off`` (or 0) never spreads; a number always spreads over that many partitions.
     """
+    fixed = spread_setting(setting)
+    if fixed is not None:
+        return fixed
+    # shares in text bytes: review text compresses about 4x
+    text = [(f.size * TEXT_PER_COMPRESSED_BYTE, True) if f.path.lower().endswith(UNSPLITTABLE)
+            else (f.size, False) for f in files]
+    whole = [size for size, unsplittable in text if unsplittable]
+    if (parallelism < SPREAD_MIN_CORES or not whole
+            or max(whole) < SPREAD_MIN_BYTES * TEXT_PER_COMPRESSED_BYTE):
+        return 0
+    total = sum(size for size, _ in text)
+    return parallelism if max(whole) > 1.5 * total / parallelism else 0
+
+
+def spread_setting(setting: str | int | None) -> int | None:
+    """``ingest.spread`` read: None for auto, 0 for off, else the number of partitions; a
+    one-line UserError for anything else."""
     if setting in (None, "auto"):
-        whole = [f.size for f in files if f.path.lower().endswith(UNSPLITTABLE)]
-        if parallelism < SPREAD_MIN_CORES or not whole or max(whole) < SPREAD_MIN_BYTES:
-            return 0
-        # shares in text bytes: review text compresses about 4x
-        total = sum(f.size * (TEXT_PER_COMPRESSED_BYTE if f.path.lower().endswith(UNSPLITTABLE)
-                              else 1) for f in files)
-        biggest = max(whole) * TEXT_PER_COMPRESSED_BYTE
-        return parallelism if biggest > 1.5 * total / parallelism else 0
+        return None
     if setting is False or str(setting).lower() in ("off", "false", "no", "0"):
         return 0
     try:
@@ -230,7 +240,7 @@ def _run_ingest(spark: SparkSession, inputs: list[str], lake: str,
     opts = options or IngestOptions()
     if opts.mode not in MODES:
         raise UserError(f"--mode must be one of {', '.join(MODES)}, got {opts.mode!r}")
-    spread_partitions([], 2, opts.spread)   # a bad setting fails before any work
+    spread_setting(opts.spread)   # a bad setting fails before any work
     started = time.time()
     lake = qualify(lake)
     fs = HadoopFS(spark)
