@@ -64,13 +64,58 @@ def need_jar(spark, class_name: str, coordinate: str) -> None:
                 f"with mvn; see its one-line message")
 
 
+# The shared session's JVM: its process, its log file and the last test after which it was
+# seen alive. Its stdout and stderr go to build/test-jvm.log (not into pytest's per-test
+# capture, where they were lost), and every test's teardown checks it still runs, so a test
+# run that loses it says when and how (exit code or signal) instead of failing every later
+# Spark test with "Connection refused".
+_JVM: dict = {}
+JVM_LOG = ROOT / "build" / "test-jvm.log"
+
+
 @pytest.fixture(scope="session")
 def spark():
     from reviewlake.session import get_spark
 
-    session = get_spark(config_for_tests(), "tests")
+    JVM_LOG.parent.mkdir(exist_ok=True)
+    with open(JVM_LOG, "ab") as log:
+        log.write(f"--- test session of pid {os.getpid()}\n".encode())
+        log.flush()
+        saved = [os.dup(1), os.dup(2)]
+        os.dup2(log.fileno(), 1)
+        os.dup2(log.fileno(), 2)
+        try:
+            session = get_spark(config_for_tests(), "tests")
+        finally:
+            os.dup2(saved[0], 1)
+            os.dup2(saved[1], 2)
+            for fd in saved:
+                os.close(fd)
+    proc = session.sparkContext._gateway.proc
+    _JVM.update(proc=proc, alive_after="(its start)")
     yield session
-    session.stop()
+    _JVM.clear()
+    if proc.poll() is None:   # a dead one was reported already
+        session.stop()
+
+
+@pytest.fixture(autouse=True)
+def _shared_jvm_still_runs(request):
+    yield
+    proc = _JVM.get("proc")
+    if proc is None:
+        return
+    code = proc.poll()
+    if code is None:
+        _JVM["alive_after"] = request.node.nodeid
+        return
+    after = _JVM.get("alive_after", "?")
+    _JVM.clear()   # report it once
+    how = f"was killed by signal {-code}" if code < 0 else f"exited with code {code}"
+    tail = "\n".join(JVM_LOG.read_text(errors="replace").splitlines()[-30:])
+    pytest.fail(f"the shared Spark JVM (pid {proc.pid}) {how}, after "
+                f"{after} and before this test ended; the end of "
+                f"{JVM_LOG}:\n{tail}", pytrace=False)
 
 
 AWS_REGION = "us-east-1"
