@@ -27,7 +27,7 @@ QUICK = {"ingest": ["--rows", "20000", "--repeats", "1"],
                           "--repeats", "1", "--warmup", "0"],
          "tfrecord": ["--records", "3000", "--e2e-records", "500", "--repeats", "1"],
          "train": ["--records", "1200", "--epochs", "2", "--steps", "8", "--repeats", "1",
-                   "--batches", "50"],
+                   "--batches", "50", "--warmup", "0"],
          "finetune": ["--rows", "3000", "--max-seq-length", "16", "--epochs", "1", "--steps",
                       "3", "--batch-size", "4"],
          "end_to_end": ["--rows", "5000", "--repeats", "1"]}

@@ -122,6 +122,7 @@ def main() -> None:
     ap.add_argument("--steps", type=int, default=40, help="steps per epoch")
     ap.add_argument("--repeats", type=int, default=3)
     ap.add_argument("--batches", type=int, default=400, help="input pipeline batches timed")
+    ap.add_argument("--warmup", type=int, default=1, help="untimed runs first (file caches)")
     ap.add_argument("--set", dest="extra", action="append", default=[], metavar="KEY=VALUE",
                     help="train settings for every run, e.g. train.sparse_as_dense=false")
     args = ap.parse_args()
@@ -135,7 +136,8 @@ def main() -> None:
     runs: dict[str, list[dict]] = {k: [] for k in sides}
     pipeline: list[float] = []
     pairs: list[float] = []
-    train_run(features, 1, 1, 2, 5)   # warm-up: file caches, compiled kernels on disk
+    for _ in range(args.warmup):      # file caches, compiled kernels on disk
+        train_run(features, 1, 1, 2, 5)
     for _ in range(args.repeats):     # alternate the sides
         for name, (np, threads, extra) in sides.items():
             runs[name].append(train_run(features, np, threads, args.epochs, args.steps,
