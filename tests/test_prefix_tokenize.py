@@ -101,6 +101,7 @@ def test_tokenizers_that_do_not_split_at_spaces_get_the_full_text(tok):
     assert enc.stats["prefixed"] == 0
     assert encoder(tok, 16).prefix_chars == E.prefix_budget(16) == 256
     assert E.prefix_budget(512) == 4096
+    assert E.cut_budgets(64) == (320, 512) and E.cut_budgets(16) == (160, 256)
 
 
 def test_text_sample_is_seeded_and_bounded(spark):
@@ -115,3 +116,104 @@ def test_text_sample_is_seeded_and_bounded(spark):
     assert sorted(text_sample(df, 1000, 7, 600)) == sorted(f"text {i}" for i in range(600))
     # the pre-filter never leaves fewer than asked
     assert all(len(text_sample(df, k, s, 600)) == k for k in (1, 3, 10) for s in range(5))
+
+
+MARKUP = ["<br />", "<br/>", "< br >", "<p>", '<a href="http://x.example/a b">', "</a>", "&#34;",
+          "&quot;", "&lt;3&gt;", "&amp", "AT&T", "&#x1F600;", "&eacute;", "\x1a", "\x0b", "\x0c",
+          "\x1f", "\x85", "\u00a0", "\u2003", "\u200b", "e\u0301", "\r\n", "\t", "don't",
+          "  ", "<3", "a<b", "x>y", "\u3000", "\ufeff", "\U0001F600"]
+
+
+def markup_texts(seed: int, n: int) -> list[str]:
+    """Long and short texts with the markup prepare.clean_text changes (and look-alikes it
+    keeps), glued to words or between them, anywhere a cut may land."""
+    rng = np.random.default_rng(seed)
+    out = []
+    for _ in range(n):
+        parts = []
+        for _ in range(int(rng.integers(1, 300))):
+            parts.append(WORDS[int(rng.integers(0, len(WORDS)))] if rng.random() < 0.8
+                         else MARKUP[int(rng.integers(0, len(MARKUP)))])
+            parts.append(rng.choice([" ", " ", " ", "", "  "]))
+        out.append("".join(parts))
+    return out
+
+
+def straddling(budget: int) -> list[str]:
+    """Plain English with one tag that has spaces inside, placed so that the last space
+    before the budget falls inside the tag (or just around it)."""
+    english = " ".join(WORDS * 20)
+    tag = '<a href="http://x.example/a b c">'
+    out = []
+    for at in range(max(0, budget - len(tag) - 2), budget + 3):
+        head = english[:at].rstrip()
+        out.append(head + " " + tag + "link " + english)
+    return out
+
+
+@pytest.mark.parametrize("clean", [False, True], ids=["raw", "clean"])
+def test_texts_cut_in_the_jvm_give_the_full_texts_ids_and_cleaning_counts(spark, tok, clean,
+                                                                          monkeypatch):
+    """encode_frame cuts long texts in Spark SQL before they reach Python; its ids, masks,
+    token counts and (cleaning on) changed flags and tokens saved equal the full texts'
+    computed in Python, on quirky and markup texts, at the default budget and at small odd
+    budgets that put the cut everywhere."""
+    from reviewlake.features.textclean import clean_texts
+
+    cases = ((64, None), (16, (57, 101)), (32, (233,)))   # the JVM's budgets
+    texts = quirky_texts(5, 240) + markup_texts(6, 240) + [None, "", " ", "a " * 5000,
+                                                           "x" * 3000, "&amp; " * 900]
+    texts += [t for length, budgets in cases
+              for b in (budgets or E.cut_budgets(length)) for t in straddling(b) + [
+                  # exactly k one-token words before the cut, k around the bound's limit
+                  "the " * k + "x" * (b + 10) + " the end" for k in range(length - 4, length + 2)]]
+    df = spark.createDataFrame(list(enumerate(texts)), "id int, body string").repartition(3)
+    json_text = tok.backend_tokenizer.to_str()
+    for length, budgets in cases:
+        if budgets is not None:   # (the Python encoder's budget stays the default)
+            monkeypatch.setattr(E, "cut_budgets", lambda n, b=budgets: b)
+        full = encoder(tok, length, prefix_chars=0)
+        inputs, changed = clean_texts(texts) if clean else (texts, None)
+        want_ids, want_mask, want_n = full.encode(inputs)
+        cut = E.cut_long_texts(df, "body", E.cut_budgets(length), length, clean)
+        n_cut = cut.where(E.CUT_COLUMN).count()
+        frame, bc = E.encode_frame(df, "body", json_text, f"jvm-cut-{length}-{budgets}", length,
+                                   tok.pad_token_id, tok.sep_token_id, clean=clean)
+        rows = sorted(frame.collect(), key=lambda r: r["id"])
+        bc.unpersist()
+        assert [r["id"] for r in rows] == list(range(len(texts)))
+        assert E.CUT_COLUMN not in frame.columns and "body" not in frame.columns
+        where = f"max_seq_length {length}, budgets {budgets}"
+        np.testing.assert_array_equal(np.array([r["input_ids"] for r in rows]), want_ids, where)
+        np.testing.assert_array_equal(np.array([r["input_mask"] for r in rows]), want_mask, where)
+        np.testing.assert_array_equal(np.array([r["n_tokens"] for r in rows]), want_n, where)
+        if clean:
+            assert [r["text_changed"] for r in rows] == changed.tolist(), where
+            saved = np.zeros(len(texts), dtype=np.int64)
+            at = np.flatnonzero(changed)
+            saved[at] = full.count([texts[i] for i in at]) - full.count([inputs[i] for i in at])
+            assert [r["tokens_saved"] for r in rows] == saved.tolist(), where
+        # the cut ran; at the default budget every long English text was cut in the JVM
+        assert n_cut > 0, where
+        if budgets is None:
+            long_english = sum(1 for t in texts[:240:8] if len(t) > E.prefix_budget(length))
+            assert n_cut >= long_english > 0, where
+        monkeypatch.undo()
+
+
+def test_the_jvm_cut_is_off_for_tokenizers_that_do_not_split_at_spaces(spark, tok):
+    from tokenizers import Tokenizer, pre_tokenizers
+
+    other = Tokenizer.from_str(tok.backend_tokenizer.to_str())
+    other.pre_tokenizer = pre_tokenizers.Metaspace()
+    df = spark.createDataFrame([(1, "word " * 500)], "id int, body string")
+    frame, bc = E.encode_frame(df, "body", other.to_str(), "metaspace-16", 16,
+                               tok.pad_token_id, tok.sep_token_id)
+    plan = frame._jdf.queryExecution().analyzed().toString()
+    bc.unpersist()
+    assert E.CUT_COLUMN not in plan
+    frame, bc = E.encode_frame(df, "body", tok.backend_tokenizer.to_str(), "bert-16", 16,
+                               tok.pad_token_id, tok.sep_token_id)
+    assert E.CUT_COLUMN in frame._jdf.queryExecution().analyzed().toString()
+    assert frame.collect()[0]["n_tokens"] == 17
+    bc.unpersist()
