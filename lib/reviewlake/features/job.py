@@ -36,6 +36,7 @@ newest first) are deleted; never the current run, never a run newer than it.
 """
 from __future__ import annotations
 
+import contextlib
 import datetime as dt
 import logging
 import time
@@ -338,16 +339,12 @@ def run_prepare(spark: SparkSession, lake: str, output: str,
                 options: PrepareOptions | None = None) -> dict[str, Any]:
     """Prepare ``lake`` into ``output``; returns the ``_meta.json`` content (also written).
     The run holds the output's lock (``FEATURES/_lock.json``) while it works."""
-    held: list = []
-    try:
+    with contextlib.ExitStack() as held:   # the lock, once taken, is released on the way out
         return _run_prepare(spark, lake, output, options, held)
-    finally:
-        for lock in held:
-            lock.release()
 
 
 def _run_prepare(spark: SparkSession, lake: str, output: str,
-                 options: PrepareOptions | None, held: list) -> dict[str, Any]:
+                 options: PrepareOptions | None, held: contextlib.ExitStack) -> dict[str, Any]:
     opts = options or PrepareOptions()
     opts.validate()
     started = time.time()
@@ -394,7 +391,7 @@ def _run_prepare(spark: SparkSession, lake: str, output: str,
         pretrained = TK.load_pretrained(fs, tokenizer_load)
         TK.check_bert_like(pretrained, opts.max_seq_length, opts.tokenizer)
     fs.check_writable(output)
-    held.append(commit_mod.lock_output(fs, output, run_id, "prepare"))
+    lock = held.enter_context(commit_mod.lock_output(fs, output, run_id, "prepare"))
     previous_meta = fs.read_json(join(output, META))
     run_rel = f"{RUNS}/{run_id}"
     stage = join(output, run_rel)
@@ -549,7 +546,7 @@ def _run_prepare(spark: SparkSession, lake: str, output: str,
                             f"{unlisted[0]}; nothing was committed")
     meta["files"] = files_written
     legacy = bool(previous_meta) and not previous_meta.get("run_dir")
-    commit_features(fs, output, meta, held[0], legacy)
+    commit_features(fs, output, meta, lock, legacy)
     log.info("prepare phases (s): %s", phases)
     return meta
 

@@ -20,6 +20,7 @@ With ``format="iceberg"`` the reviews and the quarantine are Iceberg tables inst
 """
 from __future__ import annotations
 
+import contextlib
 import datetime as dt
 import logging
 import math
@@ -227,16 +228,12 @@ def run_ingest(spark: SparkSession, inputs: list[str], lake: str,
                options: IngestOptions | None = None) -> dict[str, Any]:
     """Ingest ``inputs`` into ``lake``; returns the run's report (also written to the lake).
     The run holds the lake's lock (``LAKE/_lock.json``) from before recovery to the end."""
-    held: list = []
-    try:
+    with contextlib.ExitStack() as held:   # the lock, once taken, is released on the way out
         return _run_ingest(spark, inputs, lake, options, held)
-    finally:
-        for lock in held:
-            lock.release()
 
 
 def _run_ingest(spark: SparkSession, inputs: list[str], lake: str,
-                options: IngestOptions | None, held: list) -> dict[str, Any]:
+                options: IngestOptions | None, held: contextlib.ExitStack) -> dict[str, Any]:
     opts = options or IngestOptions()
     if opts.mode not in MODES:
         raise UserError(f"--mode must be one of {', '.join(MODES)}, got {opts.mode!r}")
@@ -248,7 +245,7 @@ def _run_ingest(spark: SparkSession, inputs: list[str], lake: str,
 
     files = list_inputs(fs, inputs)
     fs.check_writable(lake)
-    held.append(commit_mod.lock_output(fs, lake, run_id, "ingest"))
+    lock = held.enter_context(commit_mod.lock_output(fs, lake, run_id, "ingest"))
     fmt = lake_mod.choose_format(spark, opts.format, opts.catalog)
     tables = None
     if fmt == "iceberg":  # the Iceberg layout: the tables' history keeps the ingested files
@@ -419,7 +416,7 @@ def _run_ingest(spark: SparkSession, inputs: list[str], lake: str,
     }
     phase("report")
     report["phases"] = phases
-    held[0].check()
+    lock.check()
     if tables is not None:
         _commit_iceberg(spark, fs, tables, report, marker, stage, staged_reviews,
                         staged_quarantine)
