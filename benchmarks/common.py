@@ -97,6 +97,25 @@ def save(name: str, result: dict) -> Path:
     return out
 
 
+def generated_raw(name: str, rows: int, seed: int = 1, **options) -> Path:
+    """Raw TSV made by ``reviewlake generate`` (``rows``, ``seed`` and generate's ``options``)
+    under WORK/name, made once: made again only when it is missing or was made with other
+    settings."""
+    import shutil
+
+    from reviewlake.generate import MANIFEST_NAME, generate
+
+    src = WORK / name
+    stamp = src / "_benchmark_settings.json"
+    want = {"rows": rows, "seed": seed, **options}
+    if not (src / MANIFEST_NAME).exists() or not stamp.exists() or \
+            json.loads(stamp.read_text()) != want:
+        shutil.rmtree(src, ignore_errors=True)
+        generate(rows=rows, output=src, seed=seed, **options)
+        stamp.write_text(json.dumps(want))
+    return src
+
+
 def prepared_features(name: str, rows: int, seed: int, files: int, settings: list[str]) -> str:
     """The features of `rows` generated reviews run through the real upstream stages
     (generate -> ingest -> prepare, with prepare's `settings` as KEY=VALUE), cached under

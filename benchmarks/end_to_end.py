@@ -18,13 +18,12 @@ from __future__ import annotations
 
 import argparse
 import json
-import shutil
 import threading
 import time
 
 import psutil
 
-from common import WORK, machine, med, save, table
+from common import WORK, generated_raw, machine, med, save, table
 
 
 class PeakMemory:
@@ -88,18 +87,14 @@ def main() -> None:
 
     from reviewlake.config import Config
     from reviewlake.features.cli import run as prepare
-    from reviewlake.generate import generate
     from reviewlake.ingest.cli import run as ingest
     from reviewlake.quality.cli import run as quality
     from reviewlake.schema import raw_ddl
     from reviewlake.session import get_spark
 
     base = WORK / f"e2e_{args.rows}"
-    raw = base / "raw"
-    manifest = raw / "_generated.json"
-    if not manifest.exists() or json.loads(manifest.read_text())["lines"] != args.rows:
-        shutil.rmtree(base, ignore_errors=True)
-        generate(rows=args.rows, output=raw, seed=11, defects="malformed", files=4, gzip=True)
+    raw = generated_raw(f"e2e_{args.rows}/raw", args.rows, seed=11, defects="malformed",
+                        files=4, gzip=True)
     cfg = Config.load(None, [
         "spark.log_level=ERROR", f"data.raw={raw}", f"data.lake={base / 'lake'}",
         f"data.quality={base / 'quality'}", f"data.features={base / 'features'}"])

@@ -17,22 +17,16 @@ Goal: one .tsv.gz as users get it (spread auto) >= 0.8 x the plain files' rows/s
 from __future__ import annotations
 
 import argparse
-import json
 from pathlib import Path
 
-from common import WORK, goal, goal_lines, machine, med, median_times, save, table
+from common import WORK, generated_raw, goal, goal_lines, machine, med, median_times, save, table
 
 GOAL = 0.8
 
 
-def _sample(rows: int, files: int, gzip: bool):
-    from reviewlake.generate import generate
-
-    src = WORK / f"gzip_ingest_{rows}_{'gz' if gzip else f'{files}plain'}"
-    manifest = src / "_generated.json"
-    made = json.loads(manifest.read_text()) if manifest.exists() else {}
-    if made.get("lines") != rows:
-        generate(rows=rows, output=src, seed=1, files=files, gzip=gzip)
+def _sample(rows: int, files: int, gzip: bool) -> list[str]:
+    src = generated_raw(f"gzip_ingest_{rows}_{'gz' if gzip else f'{files}plain'}", rows,
+                        files=files, gzip=gzip)
     return sorted(str(p) for p in src.glob("*.tsv*"))
 
 

@@ -14,9 +14,8 @@ shows what the partitioning alone costs. Goal: ingest rows/s >= 0.9 x baseline r
 from __future__ import annotations
 
 import argparse
-import json
 
-from common import WORK, goal, goal_lines, machine, med, median_times, save, table
+from common import WORK, generated_raw, goal, goal_lines, machine, med, median_times, save, table
 
 GOAL = 0.9
 
@@ -29,16 +28,12 @@ def main() -> None:
     args = ap.parse_args()
 
     from reviewlake.config import Config
-    from reviewlake.generate import defects_kind, generate
     from reviewlake.ingest.job import run_ingest
     from reviewlake.schema import raw_ddl
     from reviewlake.session import get_spark
 
-    src = WORK / f"ingest_{args.rows}{'_defects' if args.defects else ''}"
-    manifest = src / "_generated.json"
-    made = json.loads(manifest.read_text()) if manifest.exists() else {}
-    if (made.get("lines"), made.get("defects")) != (args.rows, defects_kind(args.defects)):
-        generate(rows=args.rows, output=src, seed=1, defects=args.defects, files=1)
+    src = generated_raw(f"ingest_{args.rows}{'_defects' if args.defects else ''}", args.rows,
+                        defects=args.defects, files=1)
     tsv = str(next(src.glob("*.tsv")))
     spark = get_spark(Config.load(None, ["spark.log_level=ERROR"]), "bench-ingest")
     out = WORK / "ingest_out"

@@ -44,7 +44,7 @@ import multiprocessing as mp
 import os
 import tempfile
 
-from common import WORK, goal, goal_lines, machine, med, median_times, save, table
+from common import generated_raw, goal, goal_lines, machine, med, median_times, save, table
 
 GOAL_BARE, GOAL_ROW, GOAL_LONG = 0.8, 10.0, 1.5
 MAX_SEQ_LENGTH = 64
@@ -59,12 +59,9 @@ def _load_texts(rows: int) -> list[str]:
 
     import pandas as pd
 
-    from reviewlake.generate import generate
-
-    src = WORK / f"tokenize_{rows}"
-    if not (src / "_generated.json").exists():
-        # a few more than asked: some generated bodies are empty (a quirk of real text)
-        generate(rows=rows + rows // 100 + 10, output=src, seed=5, defects=False, files=1)
+    # a few more than asked: some generated bodies are empty (a quirk of real text)
+    src = generated_raw(f"tokenize_{rows}", rows + rows // 100 + 10, seed=5, defects=False,
+                        files=1)
     df = pd.read_csv(glob.glob(str(src / "*.tsv"))[0], sep="\t", quoting=3, dtype=str,
                      usecols=["review_body"], keep_default_na=False)
     return [t for t in df["review_body"].tolist() if t.strip()][:rows]
