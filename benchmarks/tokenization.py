@@ -24,13 +24,10 @@ Goals: stage >= 0.8 x the faster of (a1, a2); stage >= 10 x (b).
 A second table, on text with a long tail like real review bodies (lengths in characters
 drawn from a log-normal with median 180 and sigma 1.2, capped at 20,000: mean ~370, p99 ~3,000,
 built from generated bodies cut at spaces; ``--long-rows``): the stage, which tokenizes a long
-review from a prefix (cut in Spark SQL where a token bound proves it long enough, so the rest
-of the text never reaches Python, ``encode.cut_long_texts``; else in ``encode.Encoder``),
-against the bare tokenizers' full-text batch encode
+review from a prefix (``encode.Encoder``), against the bare tokenizers' full-text batch encode
 ((a1) the stage's encoder with ``prefix_chars=0``, (a2) transformers' call, both one process
-per core), the stage with every prefix cut in Python, and the stage without prefixes. The ids
-of the prefix encoder and of the stage are compared with the full-text encoder's on every
-long-tail text before timing. Goal: stage >= 1.5 x the faster
+per core), and the stage without prefixes. The ids of the prefix encoder and the full-text
+encoder are compared on every long-tail text before timing. Goal: stage >= 1.5 x the faster
 bare full-text side.
 
 (Not named tokenize.py: a script's directory comes first on sys.path, and a tokenize.py there
@@ -171,24 +168,11 @@ def main() -> None:
                                        info.pad_id, info.sep_id)
     encoded, bc2 = E.encode_frame(df, "review_body", info.backend_json, info.key,
                                   MAX_SEQ_LENGTH, info.pad_id, info.sep_id)
-    long_df = spark.createDataFrame(pd.DataFrame({"id": range(len(long_texts)),
-                                                  "review_body": long_texts})) \
+    long_df = spark.createDataFrame(pd.DataFrame({"review_body": long_texts})) \
         .repartition(2 * cores).cache()
     assert long_df.count() == len(long_texts)
     long_encoded, bc3 = E.encode_frame(long_df, "review_body", info.backend_json, info.key,
                                        MAX_SEQ_LENGTH, info.pad_id, info.sep_id)
-    # the stage's ids (prefixes cut in the JVM where proven) are the full texts', every text
-    got = sorted(long_encoded.select("id", "input_ids", "n_tokens").collect())
-    want_ids, _, want_n = full_enc.encode(long_texts)
-    assert [r["id"] for r in got] == list(range(len(long_texts)))
-    assert all(list(r["input_ids"]) == w.tolist() and r["n_tokens"] == n
-               for r, w, n in zip(got, want_ids, want_n)), "the stage's ids differ"
-    cut_in_jvm = E.cut_long_texts(long_df, "review_body", E.cut_budgets(MAX_SEQ_LENGTH),
-                                  MAX_SEQ_LENGTH).where(E.CUT_COLUMN).count()
-    del got, want_ids, want_n
-    long_python_cut, bc4 = E.encode_frame(long_df, "review_body", info.backend_json, info.key,
-                                          MAX_SEQ_LENGTH, info.pad_id, info.sep_id,
-                                          jvm_prefix=False)
     # the same stage with prefixes off (another key: another cached encoder per worker)
     long_full = long_df.mapInArrow(
         _full_text_encoder(info, MAX_SEQ_LENGTH), long_encoded.schema)
@@ -230,9 +214,7 @@ def main() -> None:
     sides = {"stage": stage, "stage_pandas_udf": stage_pandas_udf, "bare_encoder": lambda: bare("encoder"),
              "bare_hf": lambda: bare("hf"), "row_book": lambda: per_row(slow_udf),
              "row_fast": lambda: per_row(fast_udf),
-             "long_stage": lambda: noop(long_encoded),
-             "long_stage_python_cut": lambda: noop(long_python_cut),
-             "long_stage_full": lambda: noop(long_full),
+             "long_stage": lambda: noop(long_encoded), "long_stage_full": lambda: noop(long_full),
              "long_bare_encoder": lambda: bare("encoder_full", "long"),
              "long_bare_hf": lambda: bare("hf", "long")}
     times = median_times(sides, repeats=args.repeats, warmup=args.warmup)
@@ -254,8 +236,7 @@ def main() -> None:
     table_rows = [[labels[k], f"{n[k]:,}", f"{m[k]:.2f}", f"{rate[k]:,.0f}",
                    f"{rate[k] / rate['stage']:.2f}"] for k in labels]
     long_labels = {
-        "long_stage": "prepare stage: prefixes cut in the JVM where proven long enough",
-        "long_stage_python_cut": "the same, every prefix cut in Python (jvm_prefix false)",
+        "long_stage": "prepare stage: prefix, full text only when short (Spark)",
         "long_stage_full": "the same stage, every text in full (Spark)",
         "long_bare_encoder": "(a1) bare: the stage's encoder, full text, 1 process/core",
         "long_bare_hf": "(a2) bare: tokenizer(texts, truncation, padding), 1 process/core",
@@ -278,9 +259,8 @@ def main() -> None:
         f"tokenize, long tail: {len(long_texts):,} reviews (characters: median {q[0]:,.0f}, "
         f"mean {np.mean(long_chars):,.0f}, p99 {q[1]:,.0f}, max {max(long_chars):,}; tokens: "
         f"mean {long_lengths.mean():.0f}, {100 * (long_lengths > MAX_SEQ_LENGTH).mean():.0f}% "
-        f"longer than {MAX_SEQ_LENGTH}; {100 * cut_in_jvm / len(long_texts):.0f}% cut in the "
-        f"JVM at {' or '.join(map(str, E.cut_budgets(MAX_SEQ_LENGTH)))} characters), the stage's ids checked equal "
-        f"to the full texts' on every text, median of {args.repeats}, {mc['cores']} cores",
+        f"longer than {MAX_SEQ_LENGTH}), same ids checked on every text, median of "
+        f"{args.repeats}, {mc['cores']} cores",
         ["side", "rows", "seconds", "rows/s", "vs stage"], long_rows_table)
     goals = [goal("stage rows/s / the faster bare tokenizer's rows/s (per core, all cores)",
                   ratio_bare, GOAL_BARE),
@@ -298,11 +278,9 @@ def main() -> None:
                           "ratio_vs_row_udf_fast": rate["stage"] / rate["row_fast"],
                           "ratio_pandas_udf_vs_stage": rate["stage_pandas_udf"] / rate["stage"],
                           "long_rows": len(long_texts), "ratio_long_vs_bare_full": ratio_long,
-                          "prefix_stats": prefix_enc.stats, "cut_in_jvm": cut_in_jvm,
-                          "ratio_long_jvm_vs_python_cut":
-                              rate["long_stage"] / rate["long_stage_python_cut"],
+                          "prefix_stats": prefix_enc.stats,
                           "table": text + "\n\n" + long_text, "goals": goals})
-    for b in (bc, bc2, bc3, bc4):
+    for b in (bc, bc2, bc3):
         b.unpersist()
     pool.close()
     spark.stop()

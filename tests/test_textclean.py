@@ -43,32 +43,17 @@ def test_prepare_cleans_counts_and_can_be_turned_off(spark, tmp_path):
         f[13] = f[13] + "<br /><br />&#34;Really&#34; &amp; truly\x1a"
         lines[i] = "\t".join(f)
         marked += 1
-    long_rows = 0
-    for i in range(3, len(lines) - 1, 5):     # others: a long clean tail, cut in the JVM
-        f = lines[i].split("\t")
-        f[13] = f[13] + " " + " ".join(["Great value, would buy again."] * 40)
-        lines[i] = "\t".join(f)
-        long_rows += 1
     src.write_text("\n".join(lines), encoding="utf-8")
     run_ingest(spark, [str(tmp_path / "raw")], str(tmp_path / "lake"))
     on = run_prepare(spark, str(tmp_path / "lake"), str(tmp_path / "on"),
                      PrepareOptions(balance=False))
     tok = str(tmp_path / "on")   # a features directory: its _meta.json names the tokenizer
     off = run_prepare(spark, str(tmp_path / "lake"), str(tmp_path / "off"),
-                      PrepareOptions(balance=False, clean_text=False, tokenizer=tok,
-                                     jvm_prefix=False))
+                      PrepareOptions(balance=False, clean_text=False, tokenizer=tok))
     c = on["text_cleaning"]
     assert c["enabled"] is True and c["reviews_changed"] == marked
     assert c["tokens_saved"] >= 8 * marked and c["reviews_emptied"] == 0
     assert off["text_cleaning"] == {"enabled": False}
-    # the long reviews' prefixes were cut before leaving the JVM (prepare.jvm_prefix, on by
-    # default); off, Python cuts them
-    cut = on["long_texts"]
-    assert cut["prefix_chars"] == 512 and cut["jvm_prefix"] is True
-    assert cut["jvm_budgets"] == [320, 512]
-    assert cut["cut_in_jvm"] >= long_rows
-    assert off["long_texts"] == {"prefix_chars": 512, "jvm_prefix": False, "jvm_budgets": [],
-                                 "cut_in_jvm": 0}
     fon = spark.read.parquet(str(tmp_path / "on" / on["parquet"]["path"]))
     foff = spark.read.parquet(str(tmp_path / "off" / off["parquet"]["path"]))
     from transformers import DistilBertTokenizerFast

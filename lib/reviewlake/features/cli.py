@@ -102,7 +102,6 @@ def options_from(cfg) -> tuple[str, str, Any]:
         split=pc.get("split", (0.90, 0.05, 0.05)),
         balance=bool(pc.get("balance", True)),
         clean_text=bool(pc.get("clean_text", True)),
-        jvm_prefix=bool(pc.get("jvm_prefix", True)),
         tokenizer=tokenizer or None,
         vocab_size=_int(pc.get("vocab_size", 30522), "--vocab-size"),
         tokenizer_sample_rows=_int(pc.get("tokenizer_sample_rows", 200_000),

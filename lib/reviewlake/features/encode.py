@@ -70,32 +70,19 @@ class Encoder:
         if prefix_chars is None:
             prefix_chars = prefix_budget(max_seq_length)
         self.prefix_chars = prefix_chars if _splits_at_spaces(self.tokenizer) else 0
-        # this process (tests, benchmarks)
-        self.stats = {"texts": 0, "prefixed": 0, "fallbacks": 0, "cut_in_jvm": 0}
+        self.stats = {"texts": 0, "prefixed": 0, "fallbacks": 0}   # this process (tests, benchmarks)
 
-    def encode(self, texts: list, cut: list | None = None
-               ) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
+    def encode(self, texts: list) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
         """(input_ids (n, L) int32, input_mask (n, L) int32, n_tokens (n,) int32, at most
-        L + 1). ``cut`` marks texts that are already a prefix, cut in the JVM where a lower
-        bound proved it holds more than L tokens (:func:`cut_long_texts`): they are tokenized
-        as they are, and must come out truncated."""
+        L + 1)."""
         length = self.max_seq_length
         texts = [t if isinstance(t, str) else "" for t in texts]
-        inputs, prefixed = self._prefixes(texts, cut)
+        inputs, prefixed = self._prefixes(texts)
         encodings = self._encode_all(inputs)
         short = [i for i in prefixed if len(encodings[i].ids) <= length]
         if short:    # the prefix did not fill the sequence: the full text decides
             for i, enc in zip(short, self._encode_all([texts[i] for i in short])):
                 encodings[i] = enc
-        if cut is not None:
-            jvm = [i for i, c in enumerate(cut) if c]
-            wrong = [i for i in jvm if len(encodings[i].ids) <= length]
-            if wrong:   # the bound is a proof; this would mean ids that differ from the text's
-                raise RuntimeError(
-                    f"a text cut in the JVM gave {len(encodings[wrong[0]].ids)} tokens, not more "
-                    f"than {length}: the cut's token bound does not hold for this tokenizer "
-                    f"(set prepare.jvm_prefix false, and please report it): {texts[wrong[0]][:80]!r}")
-            self.stats["cut_in_jvm"] += len(jvm)
         self.stats["texts"] += len(texts)
         self.stats["prefixed"] += len(prefixed) - len(short)
         self.stats["fallbacks"] += len(short)
@@ -124,16 +111,15 @@ class Encoder:
         return np.fromiter((len(e.ids) for e in self._encode_all(texts)), dtype=np.int64,
                            count=len(texts))
 
-    def _prefixes(self, texts: list[str], jvm_cut: list | None = None
-                  ) -> tuple[list[str], list[int]]:
+    def _prefixes(self, texts: list[str]) -> tuple[list[str], list[int]]:
         """The texts to tokenize (a long text's prefix, cut at a space) and where a prefix
-        stands in for the text (not those cut in the JVM already: ``jvm_cut``)."""
+        stands in for the text."""
         budget = self.prefix_chars
         if not budget:
             return texts, []
         inputs, prefixed = texts, []
         for i, t in enumerate(texts):
-            if len(t) > budget and not (jvm_cut is not None and jvm_cut[i]):
+            if len(t) > budget:
                 cut = t.rfind(" ", 0, budget + 1)
                 if cut > 0:
                     if not prefixed:
@@ -245,21 +231,16 @@ def encode_batches(batches: Iterator, text_column: str, encoder: Callable[[], En
         names = batch.schema.names
         text_at = names.index(text_column)
         texts = batch.column(text_at).to_pylist()
-        cut = None
-        drop = {text_at}
-        if CUT_COLUMN in names:   # cut_long_texts ran in the JVM
-            drop.add(names.index(CUT_COLUMN))
-            cut = batch.column(names.index(CUT_COLUMN)).to_pylist()
         if clean:
             raw, (texts, changed) = texts, clean_texts(texts)
-        ids, mask, n_tokens = enc.encode(texts, cut)
+        ids, mask, n_tokens = enc.encode(texts)
         rows, length = ids.shape
         offsets = pa.array(np.arange(0, rows * length + 1, length, dtype=np.int32))
-        columns = [batch.column(i) for i in range(len(names)) if i not in drop]
+        columns = [batch.column(i) for i in range(len(names)) if i != text_at]
         columns += [pa.ListArray.from_arrays(offsets, pa.array(ids.reshape(-1))),
                     pa.ListArray.from_arrays(offsets, pa.array(mask.reshape(-1))),
                     pa.array(n_tokens)]
-        out_names = [n for i, n in enumerate(names) if i not in drop] + list(ENCODED_COLUMNS)
+        out_names = [n for n in names if n != text_column] + list(ENCODED_COLUMNS)
         if clean:
             saved = np.zeros(rows, dtype=np.int32)
             at = np.flatnonzero(changed)
@@ -271,28 +252,15 @@ def encode_batches(batches: Iterator, text_column: str, encoder: Callable[[], En
 
 
 def encode_frame(df, text_column: str, tokenizer_json: str, key: str, max_seq_length: int,
-                 pad_id: int, sep_id: int, clean: bool = False, jvm_prefix: bool = True,
-                 cut_observation=None):
+                 pad_id: int, sep_id: int, clean: bool = False):
     """``df`` with ``text_column`` replaced by input_ids, input_mask and n_tokens (and, with
     ``clean``, text_changed and tokens_saved) (mapInArrow); returns (DataFrame, the broadcast
-    to release when the job is done). With ``jvm_prefix`` (and a tokenizer that splits at
-    spaces) long texts are cut in the JVM first (:func:`cut_long_texts`): the same ids and
-    counts, without moving the rest of a long text to Python; ``cut_observation`` (a
-    pyspark Observation) then counts ``texts`` and ``cut_in_jvm``."""
+    to release when the job is done)."""
     from pyspark.sql.types import (ArrayType, BooleanType, IntegerType, StructField,
                                    StructType)
 
-    fields = [f for f in df.schema.fields if f.name != text_column]
-    if jvm_prefix and _splits_at_spaces(_untruncated(tokenizer_json)):
-        df = cut_long_texts(df, text_column, cut_budgets(max_seq_length), max_seq_length,
-                            clean)
-        if cut_observation is not None:
-            from pyspark.sql import functions as F
-
-            df = df.observe(cut_observation, F.count(F.lit(1)).alias("texts"),
-                            F.sum(F.col(CUT_COLUMN).cast("long")).alias("cut_in_jvm"))
     broadcast = df.sparkSession.sparkContext.broadcast(tokenizer_json)
-    schema = StructType(fields + [
+    schema = StructType([f for f in df.schema.fields if f.name != text_column] + [
         StructField("input_ids", ArrayType(IntegerType(), True), True),
         StructField("input_mask", ArrayType(IntegerType(), True), True),
         StructField("n_tokens", IntegerType(), True)] + ([
@@ -306,76 +274,6 @@ def encode_frame(df, text_column: str, tokenizer_json: str, key: str, max_seq_le
         return encode_batches(batches, text_column, encoder, clean)
 
     return df.mapInArrow(encode_partition, schema), broadcast
-
-
-# -- long texts cut in the JVM ----------------------------------------------------------------
-#
-# A long review's prefix (see Encoder) can be cut before the text leaves the JVM, so the rest
-# of it never crosses to the Python worker, when the JVM can prove, without the tokenizer, that
-# the prefix holds more than max_seq_length tokens. The proof is a lower bound that holds for
-# BERT's normalizer and pre-tokenizer (what _splits_at_spaces checks) whatever the vocabulary:
-#
-# * the pre-tokenizer splits at whitespace and around every punctuation character, and an
-#   ASCII punctuation character is a token of its own ([UNK] at worst);
-# * a run of characters between splits that holds an ASCII letter or digit is at least one
-#   token: the normalizer keeps ASCII letters and digits (it lowercases them), and WordPiece
-#   makes at least one token ([UNK]) of a word;
-# * the normalizer may delete characters (controls, accents) and so join runs, but it turns
-#   only whitespace into spaces: runs are split only at space, tab, CR, LF and the ASCII
-#   punctuation here, so the count never exceeds the true one.
-#
-# Markup that prepare.clean_text would change is counted as nothing: tag-like ``<...>`` as a
-# space, entity-like ``&...;`` removed (both only join or drop runs). A prefix ends before a
-# space or before an unclosed ``<`` (a tag the cut would split), so its tokens are the first
-# tokens of the whole text, cleaned or not. With cleaning, a text is cut only when nothing
-# after the prefix would be cleaned (no markup, control, special whitespace, double or trailing
-# space): then the cleaning's counts (text_changed, tokens_saved) are the prefix's, exactly.
-_SPLITS = r" \t\n\r!-/:-@\[-`{-~"
-_RUN = rf"(?<![^{_SPLITS}])[^{_SPLITS}]*[A-Za-z0-9][^{_SPLITS}]*"
-_ASCII_PUNCT = r"[!-/:-@\[-`{-~]"
-_TAG_LIKE = r"<[^<>]*>"
-_ENTITY_LIKE = r"&[#A-Za-z0-9]*;?"
-_UNCLOSED = r"<[^>]*$"
-# a superset of what textclean's _MARKUP_HINT finds in a text's rest (which starts at a space)
-_REST_MARKUP = (r"[<&\x00-\x1f\x7f-\x9f\u00a0\u1680\u2000-\u200a\u2028\u2029\u202f"
-                r"\u205f\u3000]|  | $")
-CUT_COLUMN = "_cut_in_jvm"
-
-
-def cut_budgets(max_seq_length: int) -> tuple[int, ...]:
-    """The prefix lengths the JVM tries, shortest first: ~5 characters per kept token (what
-    English review text needs, so most long texts are cut there), then the Python encoder's
-    :func:`prefix_budget` for texts of longer words."""
-    return (max(160, 5 * max_seq_length), prefix_budget(max_seq_length))
-
-
-def cut_long_texts(df, text_column: str, budgets: int | tuple[int, ...], max_seq_length: int,
-                   clean: bool = False):
-    """``df`` with each long text replaced by its prefix where the prefix provably holds more
-    than ``max_seq_length`` tokens (``[CLS]`` and ``[SEP]`` included), trying each of
-    ``budgets`` (characters, shortest first), and a boolean column :data:`CUT_COLUMN` saying
-    which were cut. Spark SQL only: runs in the JVM, before the texts are sent to Python."""
-    from pyspark.sql import functions as F
-
-    body = F.col(text_column)
-    choice = None
-    for budget in ((budgets,) if isinstance(budgets, int) else budgets):
-        head = F.substring(body, 1, budget + 1)    # Python's rfind(" ", 0, budget + 1)
-        from_end = F.locate(" ", F.reverse(head))  # the last space, from the end; 0: none
-        prefix = F.regexp_replace(head.substr(F.lit(1), F.length(head) - from_end),
-                                  _UNCLOSED, "")
-        visible = F.regexp_replace(F.regexp_replace(prefix, _TAG_LIKE, " "), _ENTITY_LIKE, "")
-        bound = (F.regexp_count(visible, F.lit(_RUN))
-                 + F.regexp_count(visible, F.lit(_ASCII_PUNCT)))
-        ok = (F.length(body) > budget) & (from_end > 0) & (bound >= max_seq_length - 1)
-        if clean:
-            rest = body.substr(F.length(prefix) + 1, F.length(body))
-            ok = ok & ~rest.rlike(_REST_MARKUP)
-        ok = F.coalesce(ok, F.lit(False))
-        choice = F.when(ok, prefix) if choice is None else choice.when(ok, prefix)
-    text = choice.otherwise(F.lit(None).cast("string"))
-    return (df.withColumn(CUT_COLUMN, text.isNotNull())
-            .withColumn(text_column, F.coalesce(text, body)))
 
 
 def make_encode_udf(spark, tokenizer_json: str, key: str, max_seq_length: int, pad_id: int,

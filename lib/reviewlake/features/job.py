@@ -100,7 +100,6 @@ class PrepareOptions:
     records_per_file: int = 200_000
     min_files: int = 2
     clean_text: bool = True
-    jvm_prefix: bool = True
     keep_runs: int = 2
     catalog: dict[str, Any] | None = None   # the profile's catalog section (Iceberg lakes)
     snapshot: int | None = None             # Iceberg: read this snapshot (default: the current)
@@ -198,20 +197,17 @@ def text_sample(rows_df: DataFrame, rows: int, key_seed: int, count: int) -> lis
 
 def features_frame(assigned: DataFrame, tinfo: TK.TokenizerInfo, max_seq_length: int,
                    clean_text: bool = False,
-                   cleaning: Observation | None = None, jvm_prefix: bool = True,
-                   cut: Observation | None = None) -> tuple[DataFrame, Any]:
+                   cleaning: Observation | None = None) -> tuple[DataFrame, Any]:
     """Kept rows -> the feature rows (Parquet schema of FEATURES/parquet); plus the
     tokenizer's broadcast, to release once the features are written. With ``clean_text`` the
     texts are cleaned first and ``cleaning`` observes how many changed, how many tokens that
-    saved and how many it left empty. With ``jvm_prefix`` long texts are cut in the JVM
-    (encode.cut_long_texts), and ``cut`` observes how many."""
+    saved and how many it left empty."""
     rows = assigned.select(
         ID_COLUMN, PARTITION_COLUMN, S.SPLIT,
         (F.col(LABEL_COLUMN) - LABEL_OFFSET).cast("int").alias("label_ids"), TEXT_COLUMN)
     encoded, broadcast = E.encode_frame(rows, TEXT_COLUMN, tinfo.backend_json, tinfo.key,
                                         max_seq_length, tinfo.pad_id, tinfo.sep_id,
-                                        clean=clean_text, jvm_prefix=jvm_prefix,
-                                        cut_observation=cut)
+                                        clean=clean_text)
     if clean_text and cleaning is not None:
         encoded = encoded.observe(
             cleaning, F.sum(F.col("text_changed").cast("long")).alias("reviews_changed"),
@@ -222,17 +218,6 @@ def features_frame(assigned: DataFrame, tinfo: TK.TokenizerInfo, max_seq_length:
         ID_COLUMN, PARTITION_COLUMN, "label_ids", "input_ids", "input_mask",
         F.array_repeat(F.lit(0), max_seq_length).alias("segment_ids"), "n_tokens",
         S.SPLIT), broadcast
-
-
-def _long_texts_meta(opts: "PrepareOptions", cut: Observation) -> dict[str, Any]:
-    """How long texts were tokenized: from a prefix (the ids are the full text's), cut in the
-    JVM at the first of ``jvm_budgets`` characters that provably holds enough tokens for
-    ``cut_in_jvm`` of them, the others in Python at ``prefix_chars``."""
-    got = dict(cut.get) if opts.jvm_prefix and cut._jo is not None else {}
-    return {"prefix_chars": E.prefix_budget(opts.max_seq_length),
-            "jvm_prefix": bool(got),
-            "jvm_budgets": list(E.cut_budgets(opts.max_seq_length)) if got else [],
-            "cut_in_jvm": int(got.get("cut_in_jvm") or 0)}
 
 
 def _cleaning_meta(enabled: bool, cleaning: Observation) -> dict[str, Any]:
@@ -432,10 +417,8 @@ def _run_prepare(spark: SparkSession, lake: str, output: str,
     # 4. features -> Parquet
     parquet_dir = join(stage, PARQUET)
     cleaning = Observation(f"prepare-cleaning-{run_id}")
-    cut = Observation(f"prepare-cut-{run_id}")
     encoded, broadcast = features_frame(assigned, tinfo, opts.max_seq_length,
-                                        bool(opts.clean_text), cleaning,
-                                        bool(opts.jvm_prefix), cut)
+                                        bool(opts.clean_text), cleaning)
     try:
         encoded.write.mode("overwrite").partitionBy(S.SPLIT).parquet(parquet_dir)
     finally:
@@ -518,7 +501,6 @@ def _run_prepare(spark: SparkSession, lake: str, output: str,
         "tokenizer": dict(tinfo.meta(f"{run_rel}/{TOKENIZER}"), files=tok_files),
         "token_lengths": profile,
         "text_cleaning": _cleaning_meta(opts.clean_text, cleaning),
-        "long_texts": _long_texts_meta(opts, cut),
         "parquet": {"path": f"{run_rel}/{PARQUET}", "partitioned_by": S.SPLIT,
                     "columns": ["review_id", "product_category", "label_ids", "input_ids",
                                 "input_mask", "segment_ids", "n_tokens"]},
