@@ -57,9 +57,10 @@ def test_prefix_ids_equal_the_full_texts(tok, length):
     full = encoder(tok, length, prefix_chars=0)
     want = full.encode(texts)
     assert full.stats["prefixed"] == 0 and full.stats["fallbacks"] == 0
-    # the default budget, and budgets small enough that many prefixes fall short
+    # the default budgets, and budgets small enough that many prefixes fall short: alone,
+    # and as a cascade (a longer prefix for those the first left short, then the full text)
     stats = {}
-    for budget in (None, 9, 40, 4 * length, 61):
+    for budget in (None, 9, 40, 4 * length, 61, (9, 40), (2 * length, 5 * length + 3)):
         enc = encoder(tok, length, budget)
         got = enc.encode(texts)
         for w, g, name in zip(want, got, ("input_ids", "input_mask", "n_tokens")):
@@ -68,6 +69,9 @@ def test_prefix_ids_equal_the_full_texts(tok, length):
     # both paths ran: prefixes that filled the sequence, and prefixes that fell short
     assert stats[None]["prefixed"] > 0 and stats[4 * length]["prefixed"] > 0
     assert stats[9]["fallbacks"] > 0
+    assert stats[(2 * length, 5 * length + 3)]["retried"] > 0
+    for st in stats.values():   # every text is counted once: from a prefix, or in full
+        assert st["prefixed"] + st["fallbacks"] <= st["texts"] == len(texts)
 
 
 def test_the_ids_are_the_reference_tokenizers(tok):
@@ -99,8 +103,8 @@ def test_tokenizers_that_do_not_split_at_spaces_get_the_full_text(tok):
     assert enc.prefix_chars == 0
     enc.encode(["word " * 500])
     assert enc.stats["prefixed"] == 0
-    assert encoder(tok, 16).prefix_chars == E.prefix_budget(16) == 256
-    assert E.prefix_budget(512) == 4096
+    assert encoder(tok, 16).budgets == E.prefix_budgets(16) == (160, 256)
+    assert E.prefix_budgets(64) == (320, 512) and E.prefix_budgets(512) == (2560, 4096)
 
 
 def test_text_sample_is_seeded_and_bounded(spark):
