@@ -169,8 +169,7 @@ class Encoder:
 def prefix_budgets(max_seq_length: int) -> tuple[int, int]:
     """Characters of a long text tokenized first, then if that falls short: ~5 per kept
     token, what English review text needs (4-5 characters per WordPiece token with its space),
-    then ~8 (benchmarks/tokenization.py measures the first on text with real reviews' long
-    tail: 1.6x the full text's rate in one process, 0.7% of the prefixes fall short of it)."""
+    then ~8; benchmarks/NOTES.md has the measurements that chose them."""
     return max(160, 5 * max_seq_length), max(256, 8 * max_seq_length)
 
 
