@@ -28,7 +28,7 @@ from pyspark.sql import DataFrame, SparkSession
 from .errors import UserError
 from .fs import HadoopFS, join
 from .session import (EMBEDDED_CATALOG_FILE, ICEBERG_CATALOG_CLASS, SQLITE_DRIVER_CLASS,
-                      has_class, use_iceberg_catalog)
+                      catalog_type, has_class, use_iceberg_catalog)
 
 log = logging.getLogger(__name__)
 
@@ -41,10 +41,6 @@ REPORT = "_reports/ingest.json"
 
 class IcebergUnavailable(UserError):
     """Iceberg was asked for and its runtime jar is not on the classpath."""
-
-
-def catalog_type(catalog: Mapping[str, Any] | None) -> str:
-    return (dict(catalog or {}).get("type") or "embedded")
 
 
 def iceberg_available(spark: SparkSession, catalog: Mapping[str, Any] | None = None) -> bool:
@@ -158,6 +154,11 @@ def current_snapshot(spark: SparkSession, full: str) -> int | None:
     return int(rows[0][0]) if rows else None
 
 
+def current_snapshot_if_exists(spark: SparkSession, full: str) -> int | None:
+    """:func:`current_snapshot`, None where the table does not exist (yet)."""
+    return current_snapshot(spark, full) if table_exists(spark, full) else None
+
+
 def parse_as_of(text: str) -> dt.datetime:
     """An ISO timestamp (UTC when it names no zone) or milliseconds since the epoch."""
     text = str(text).strip()
@@ -256,6 +257,18 @@ def locate(spark: SparkSession, lake: str | None, catalog: Mapping[str, Any] | N
     sid = resolve_snapshot(spark, full, snapshot, as_of)
     return {"format": "iceberg", "table": t.short(full), "snapshot_id": sid, "lake": lake,
             "catalog": catalog_type(catalog), "_full": full}
+
+
+def locate_if_iceberg(spark: SparkSession, fs: HadoopFS, lake: str,
+                      catalog: Mapping[str, Any] | None = None,
+                      snapshot: int | str | None = None, as_of: str | None = None,
+                      table: str | None = None) -> dict[str, Any] | None:
+    """:func:`locate`'s answer where the read goes through the catalog (a snapshot, a time
+    or a table was asked for, or the lake is Iceberg); None for a plain Parquet lake, which
+    the caller reads (and checks) as before."""
+    if snapshot is None and as_of is None and not table and lake_format(fs, lake) != "iceberg":
+        return None
+    return locate(spark, lake, catalog, snapshot, as_of, table)
 
 
 def read_reviews(spark: SparkSession, source: Mapping[str, Any]) -> DataFrame:

@@ -243,6 +243,11 @@ CATALOG_TYPES = ("embedded", "hadoop", "glue", "hive")
 EMBEDDED_CATALOG_FILE = "_catalog.db"
 
 
+def catalog_type(catalog: Mapping[str, Any] | None) -> str:
+    """The profile's ``catalog.type`` (``embedded`` when unset)."""
+    return dict(catalog or {}).get("type") or "embedded"
+
+
 def _local_dir(uri: str) -> str | None:
     """The local directory of a file:/ URI or plain path; None for other schemes."""
     if uri.startswith("file:"):
@@ -264,7 +269,7 @@ def iceberg_catalog(catalog: Mapping[str, Any] | None, lake: str) -> tuple[str, 
     from .errors import UserError
 
     catalog = dict(catalog or {})
-    ctype = catalog.get("type") or "embedded"
+    ctype = catalog_type(catalog)
     if ctype not in CATALOG_TYPES:
         raise UserError(f"catalog.type must be one of {', '.join(CATALOG_TYPES)}, got {ctype!r}")
     warehouse = str(catalog.get("warehouse") or lake).rstrip("/")
@@ -310,7 +315,7 @@ def iceberg_catalog(catalog: Mapping[str, Any] | None, lake: str) -> tuple[str, 
 def use_iceberg_catalog(spark, catalog: Mapping[str, Any] | None, lake: str) -> str:
     """Configure (on the live session) the catalog of ``lake``; returns its name."""
     name, opts = iceberg_catalog(catalog, lake)
-    if (dict(catalog or {}).get("type") or "embedded") == "embedded":
+    if catalog_type(catalog) == "embedded":
         from .fs import HadoopFS
 
         HadoopFS(spark).mkdirs(lake)  # the SQLite file's directory

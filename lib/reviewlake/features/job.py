@@ -346,11 +346,10 @@ def _run_prepare(spark: SparkSession, lake: str, output: str,
         clock[0] = now
 
     reviews = join(lake, REVIEWS)
-    pinned = opts.snapshot is not None or opts.as_of is not None or bool(opts.table)
-    if pinned or L.lake_format(fs, lake) == "iceberg":
-        # an Iceberg lake: its reviews table at one snapshot, recorded in _meta.json
-        source = L.locate(spark, lake, opts.catalog, opts.snapshot, opts.as_of, opts.table)
-    else:
+    # an Iceberg lake: its reviews table at one snapshot, recorded in _meta.json
+    source = L.locate_if_iceberg(spark, fs, lake, opts.catalog, opts.snapshot, opts.as_of,
+                                 opts.table)
+    if source is None:
         source = {"format": "parquet", "path": reviews}
         if not fs.is_dir(reviews):
             raise UserError(f"no lake at {lake} ({reviews} not found); run reviewlake ingest "

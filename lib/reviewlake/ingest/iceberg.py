@@ -71,10 +71,6 @@ def _jtable(spark: SparkSession, full: str):
     return jvm.org.apache.iceberg.spark.Spark3Util.loadIcebergTable(spark._jsparkSession, full)
 
 
-def _current(spark: SparkSession, full: str) -> int | None:
-    return L.current_snapshot(spark, full) if L.table_exists(spark, full) else None
-
-
 def _rollback(spark: SparkSession, full: str, previous: int | None) -> None:
     """Make ``previous`` the table's current snapshot again (no previous: drop the table
     this run created)."""
@@ -94,6 +90,11 @@ def _snapshot_of_run(spark: SparkSession, full: str, run_id: str) -> dict | None
         return None
     found = [s for s in L.snapshots(spark, full) if s["summary"].get(RUN) == run_id]
     return found[-1] if found else None
+
+
+def _run_properties(run_id: str, mode: str) -> dict[str, str]:
+    """What every snapshot of a run carries in its summary."""
+    return {RUN: run_id, MODE: "overwrite" if mode == "overwrite" else "append"}
 
 
 def _write(df: DataFrame, full: str, mode: str, props: dict[str, str], partitioned: bool) -> None:
@@ -125,8 +126,9 @@ def commit(spark: SparkSession, fs: HadoopFS, t: L.Tables, pending: dict[str, An
     counts expected, or (on any error) both are back at their previous snapshots."""
     run_id, mode = pending["run_id"], pending["mode"]
     fs.write_json(join(pending["stage"], PENDING), pending)
-    before = {t.reviews: _current(spark, t.reviews), t.quarantine: _current(spark, t.quarantine)}
-    base = {RUN: run_id, MODE: "overwrite" if mode == "overwrite" else "append"}
+    before = {full: L.current_snapshot_if_exists(spark, full)
+              for full in (t.reviews, t.quarantine)}
+    base = _run_properties(run_id, mode)
     try:
         _write(_staged_reviews(spark, pending["reviews"]), t.reviews, mode,
                dict(base, **{FILES: json.dumps(pending["files"], sort_keys=True)}), True)
@@ -176,7 +178,7 @@ def recover(spark: SparkSession, fs: HadoopFS, t: L.Tables, lake: str, staging: 
     if not pending:
         return None
     log.warning("finishing the interrupted Iceberg commit of ingest run %s in %s", run_id, lake)
-    base = {RUN: run_id, MODE: "overwrite" if pending["mode"] == "overwrite" else "append"}
+    base = _run_properties(run_id, pending["mode"])
     _write(_staged_quarantine(spark, pending["quarantine"]), t.quarantine, pending["mode"],
            base, False)
     snapshots = verify(spark, t, pending)

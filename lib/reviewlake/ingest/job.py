@@ -295,8 +295,7 @@ def _run_ingest(spark: SparkSession, inputs: list[str], lake: str,
         if tables is not None:
             report.update(tables=_table_names(tables), snapshots={
                 "reviews": lake_mod.current_snapshot(spark, tables.reviews),
-                "quarantine": lake_mod.current_snapshot(spark, tables.quarantine)
-                if lake_mod.table_exists(spark, tables.quarantine) else None})
+                "quarantine": lake_mod.current_snapshot_if_exists(spark, tables.quarantine)})
         log.warning("no new input files to ingest")
         fs.write_json(join(reports, "runs", f"ingest-{run_id}.json"), report)
         fs.write_json(join(reports, REPORT), report)

@@ -79,10 +79,9 @@ def open_lake(spark: SparkSession, fs: HadoopFS, lake: str,
     from .. import lake as L
 
     o = options
-    pinned = o is not None and (o.snapshot is not None or o.as_of is not None or bool(o.table))
-    if pinned or L.lake_format(fs, lake) == "iceberg":
-        source = L.locate(spark, lake, o.catalog if o else None, o.snapshot if o else None,
-                          o.as_of if o else None, o.table if o else None)
+    pinned = (o.catalog, o.snapshot, o.as_of, o.table) if o is not None else ()
+    source = L.locate_if_iceberg(spark, fs, lake, *pinned)
+    if source is not None:
         return L.read_reviews(spark, source), L.lineage(source)
     df, path = read_lake(spark, fs, lake)
     return df, {"format": "parquet", "path": path}
