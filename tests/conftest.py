@@ -121,6 +121,15 @@ def _shared_jvm_still_runs(request):
 AWS_REGION = "us-east-1"
 
 
+def free_port() -> int:
+    """A TCP port free on 127.0.0.1 now (for a service a test starts)."""
+    import socket
+
+    with socket.socket() as sock:
+        sock.bind(("127.0.0.1", 0))
+        return sock.getsockname()[1]
+
+
 @pytest.fixture(scope="session")
 def moto_server(tmp_path_factory):
     """A local AWS API emulator (moto in server mode on 127.0.0.1: S3, EMR, SageMaker, STS,
@@ -128,9 +137,7 @@ def moto_server(tmp_path_factory):
     import socket
     import time
 
-    with socket.socket() as sock:
-        sock.bind(("127.0.0.1", 0))
-        port = sock.getsockname()[1]
+    port = free_port()
     proc = subprocess.Popen([str(VENV_BIN / "moto_server"), "-H", "127.0.0.1", "-p", str(port)],
                             stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
     deadline = time.time() + 30
