@@ -1,6 +1,7 @@
 """The prepare stage's benchmark scripts run and print their tables (tiny sizes)."""
 import json
 import os
+import re
 import subprocess
 import sys
 
@@ -20,16 +21,22 @@ def run_bench(tmp_path, *args):
 @pytest.mark.slow
 def test_tokenization_benchmark_prints_its_ratios(tmp_path):
     out = run_bench(tmp_path, "benchmarks/tokenization.py", "--rows", "1500", "--row-udf-rows",
-                    "100", "--long-rows", "1200", "--repeats", "1", "--warmup", "0")
+                    "100", "--long-rows", "1200", "--slow-rows", "1000", "--repeats", "1",
+                    "--warmup", "0")
     assert "| side" in out and "(b) row UDF: encode_plus" in out
-    assert "goal: stage rows/s / the faster bare tokenizer's rows/s" in out
+    assert "(a0) bare: the tokenizer's own batch encode, full text" in out
+    assert "the stage on 400 texts: Spark's fixed cost per job" in out
+    assert "goal: stage rows/s / the fastest bare tokenizer's rows/s" in out
     assert "goal: stage rows/s / the book's row-at-a-time UDF rows/s >= 10" in out
     assert "### tokenize, long tail: 1,200 reviews" in out
-    assert "goal: long tail: stage rows/s / the faster bare full-text tokenizer's rows/s >= 1.5" in out
+    assert "goal: long tail: stage rows/s / the fastest bare full-text tokenizer's rows/s >= 1.5" in out
     result = json.loads((tmp_path / "results" / "tokenization.json").read_text())
     assert result["rows"] == 1500 and result["row_udf_rows"] == 100 and result["long_rows"] == 1200
     assert result["ratio_vs_bare"] > 0 and result["ratio_vs_row_udf"] > 0
     assert result["ratio_long_vs_bare_full"] > 0 and result["prefix_stats"]["prefixed"] > 0
+    # the slower bare sides on the first --slow-rows texts, the others on all
+    assert re.search(r"\| \(a0\) bare: the tokenizer's own batch encode, 1 process/core +\| 1,000 ", out)
+    assert re.search(r"\| \(a1\) bare: the stage's encoder, 1 process/core +\| 1,500 ", out)
     assert [g["target"] for g in result["goals"]] == [0.8, 10, 1.5] and "| side" in result["table"]
 
 

@@ -250,6 +250,57 @@ def test_ascii_texts_take_the_ascii_normalizer_with_the_same_ids(tok):
     assert E.Encoder(other.to_str(), 16, tok.pad_token_id, tok.sep_token_id)._ascii_batch is None
 
 
+def _ascii_fuzz(n: int, seed: int) -> list[str]:
+    """ASCII texts heavy in what BERT's normalizer acts on: every control character, capitals,
+    line ends, punctuation and the special tokens' texts in several cases, whole and broken
+    up by control characters."""
+    rng = np.random.default_rng(seed)
+    common = [chr(c) for c in range(128)] + [
+        " ", " ", "word", "Word", "WORDS", "fox", "quick", "\r\n", "\r", "\t", "\x0b\x0c", "[",
+        "]", "don't", "A" * 120]
+    rare = ["[CLS]", "[cls]", "[SeP]", "[UNK]", "[MASK]x", "[PAD]", "[C\x00LS]", "[S\x1fEP]",
+            "[[SEP]]"]
+    p = np.r_[np.full(len(common), 0.99 / len(common)), np.full(len(rare), 0.01 / len(rare))]
+    pieces = common + rare
+    return ["".join(rng.choice(pieces, size=rng.integers(0, 40), p=p)) for _ in range(n)]
+
+
+@pytest.mark.parametrize("clean_text,lowercase", [(True, True), (True, False), (False, True)])
+def test_the_ascii_path_gives_the_tokenizers_ids_on_every_kind_of_ascii_text(
+        tok, clean_text, lowercase):
+    """The ASCII path normalizes in Python and runs the tokenizer without its normalizer;
+    texts with a special token's text go through the tokenizer's normalizer instead. The ids
+    are the tokenizer's own on every text, for BERT's normalizer options that apply to
+    ASCII."""
+    from tokenizers import Tokenizer, normalizers
+
+    own = Tokenizer.from_str(tok.backend_tokenizer.to_str())
+    own.normalizer = normalizers.BertNormalizer(clean_text=clean_text, lowercase=lowercase,
+                                                handle_chinese_chars=True, strip_accents=None)
+    enc = E.Encoder(own.to_str(), 16, tok.pad_token_id, tok.sep_token_id)
+    assert isinstance(enc._ascii_batch, E._AsciiEncoder)
+    texts = _ascii_fuzz(3000, seed=11) + [
+        "plain text", "UPPER Case", "bell\x07inside", "del\x7fchar", "cr\rinside", "[CLS]"]
+    assert all(t.isascii() for t in texts)
+    assert [e.ids for e in enc._encode_all(texts)] == [e.ids for e in own.encode_batch(texts)]
+    # both routes were taken: most texts without the Rust normalizer, the specials' with it
+    special = enc._ascii_batch.raw_specials(texts, enc._ascii_batch.normalize(texts))
+    assert 100 < len(special) < len(texts) // 2
+
+
+def test_a_normalized_added_token_with_whitespace_keeps_the_tokenizers_normalizer(tok):
+    """Such a token is matched in BERT's normalized text, where tabs and line ends are
+    spaces: the Python normalizer, which leaves them, does not apply."""
+    from tokenizers import AddedToken, Tokenizer
+
+    own = Tokenizer.from_str(tok.backend_tokenizer.to_str())
+    own.add_tokens([AddedToken("new york", normalized=True)])
+    enc = E.Encoder(own.to_str(), 16, tok.pad_token_id, tok.sep_token_id)
+    assert enc._ascii_batch is None
+    texts = ["in new\tyork", "New\r\nYork city", "new york"]
+    assert [e.ids for e in enc._encode_all(texts)] == [e.ids for e in own.encode_batch(texts)]
+
+
 def test_encoder_is_built_once_per_process(tok, monkeypatch):
     monkeypatch.setattr(E, "_ENCODERS", {})
     calls = []

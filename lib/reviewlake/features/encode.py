@@ -2,7 +2,7 @@
 
 Per Arrow batch (``spark.sql.execution.arrow.maxRecordsPerBatch`` rows) the fast tokenizer's
 batch encoder is called once (Rust, no per-row Python call into the tokenizer; ASCII reviews
-skip the normalizer steps that cannot change ASCII text) and the padded id matrix is built with
+are normalized in Python, :class:`_AsciiEncoder`) and the padded id matrix is built with
 numpy:
 
 * ``input_ids``: ``[CLS] t1 .. tk [SEP] [PAD] ..`` of length ``max_seq_length``; a longer
@@ -43,6 +43,7 @@ never ``transformers`` or TensorFlow.
 from __future__ import annotations
 
 import os
+import re
 from typing import Callable, Iterator
 
 import numpy as np
@@ -199,21 +200,89 @@ def _batch_encoder(tokenizer) -> Callable[[list], list]:
     return getattr(tokenizer, "encode_batch_fast", None) or tokenizer.encode_batch
 
 
+class _AsciiEncoder:
+    """BERT's normalizer done in Python for ASCII texts: the same ids as the tokenizer, a
+    third less time per review (benchmarks/NOTES.md).
+
+    On an ASCII text BERT's normalizer only cleans and lower-cases. Cleaning (``clean_text``)
+    removes NUL, DEL and the C0 controls other than tab, LF and CR, and turns those three
+    into spaces, which this path leaves as they are: the pre-tokenizer splits at them as at a
+    space. Its Chinese-character spacing does nothing to ASCII, and neither does accent
+    stripping (NFD leaves ASCII as it is).
+    ``str.lower`` and a regular expression do both in C at a fraction of the Rust
+    normalizer's cost, which tracks an alignment per byte. The tokenizer then runs without a
+    normalizer. One difference remains: the tokenizer matches its non-normalized added
+    tokens (``[CLS]``, ``[SEP]``, ...) in the raw text, before normalizing, so a text that
+    contains one of them in any case goes through ``fallback``, a copy of the tokenizer
+    with BERT's normalizer minus the two steps that cannot change ASCII text."""
+
+    CONTROLS = re.compile(r"[\x00-\x08\x0b\x0c\x0e-\x1f\x7f]")
+
+    def __init__(self, tokenizer_json: str, norm):
+        from tokenizers import normalizers
+
+        self.clean, self.lower = norm.clean_text, norm.lowercase
+        self.bare = _untruncated(tokenizer_json)
+        raw = [t.content for t in self.bare.get_added_tokens_decoder().values()
+               if not t.normalized]
+        self.bare.normalizer = None
+        self._batch = _batch_encoder(self.bare)
+        self.specials = re.compile("|".join(map(re.escape, raw)), re.IGNORECASE) if raw else None
+        # the characters one of them can start with: texts without any skip the search
+        self.starts = "".join(sorted({c for t in raw for c in (t[0].lower(), t[0].upper())}))
+        fallback = _untruncated(tokenizer_json)
+        fallback.normalizer = normalizers.BertNormalizer(
+            clean_text=norm.clean_text, handle_chinese_chars=False, strip_accents=False,
+            lowercase=norm.lowercase)
+        self.fallback = _batch_encoder(fallback)
+
+    def normalize(self, texts: list[str]) -> list[str]:
+        """What BERT's normalizer makes of ASCII texts, up to whitespace (see above)."""
+        out = [t.lower() for t in texts] if self.lower else list(texts)
+        if self.clean and self.CONTROLS.search("".join(out)):
+            out = [self.CONTROLS.sub("", t) for t in out]
+        return out
+
+    def raw_specials(self, *texts: list[str]) -> list[int]:
+        """Where a text (raw or normalized) contains an added token that the tokenizer matches
+        before normalizing, in any case."""
+        if self.specials is None:
+            return []
+        found: set[int] = set()
+        for batch in texts:
+            joined = "".join(batch)
+            if any(c in joined for c in self.starts):
+                found.update(i for i, t in enumerate(batch) if self.specials.search(t))
+        return sorted(found)
+
+    def __call__(self, texts: list[str]) -> list:
+        normalized = self.normalize(texts)
+        special = self.raw_specials(texts, normalized)
+        if not special:
+            return self._batch(normalized)
+        out: list = [None] * len(texts)
+        skip = set(special)
+        rest = [i for i in range(len(texts)) if i not in skip]
+        for i, e in zip(rest, self._batch([normalized[i] for i in rest])):
+            out[i] = e
+        for i, e in zip(special, self.fallback([texts[i] for i in special])):
+            out[i] = e
+        return out
+
+
 def _ascii_batch_encoder(tokenizer_json: str, tokenizer) -> Callable[[list], list] | None:
-    """The same tokenizer with BERT's normalizer minus the steps that cannot change ASCII text
-    (Chinese-character spacing; accent stripping, whose NFD decomposition leaves ASCII as it
-    is), or None when the normalizer is not BERT's. The same ids for every ASCII text, ~20%
-    less time per review (benchmarks/NOTES.md)."""
+    """:class:`_AsciiEncoder` for a tokenizer with BERT's normalizer, else None."""
     from tokenizers import normalizers
 
     norm = tokenizer.normalizer
     if type(norm) is not normalizers.BertNormalizer:
         return None
-    ascii_tok = _untruncated(tokenizer_json)
-    ascii_tok.normalizer = normalizers.BertNormalizer(
-        clean_text=norm.clean_text, handle_chinese_chars=False, strip_accents=False,
-        lowercase=norm.lowercase)
-    return _batch_encoder(ascii_tok)
+    if any(t.normalized and any(c.isspace() for c in t.content)
+           for t in tokenizer.get_added_tokens_decoder().values()):
+        # an added token matched after normalizing, with whitespace in it: BERT's normalizer
+        # turns tabs and line ends into spaces, which this path leaves to the pre-tokenizer
+        return None
+    return _AsciiEncoder(tokenizer_json, norm)
 
 
 def cached_encoder(key: str, max_seq_length: int, pad_id: int, sep_id: int,
