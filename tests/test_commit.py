@@ -260,3 +260,53 @@ def test_train_reads_only_listed_files_of_the_listed_sizes(tmp_path):
     (run / "tokenizer" / "vocab.txt").unlink()
     with pytest.raises(UserError, match="vocab.txt is listed .* but it is missing"):
         load_features(str(root))
+
+
+def test_local_listings_and_sizes_are_hadoops(spark, tmp_path):
+    """A commit lists and sizes local files through the operating system (Hadoop forks a
+    process per local file for its owner and permissions): the same files and sizes as
+    Hadoop's local listing, checksum files hidden, on a tree Spark wrote (partition names it
+    escapes, _SUCCESS, .crc files) plus hidden, odd and empty entries."""
+    fs = HadoopFS(spark)
+    root = tmp_path / "out dir"
+    spark.createDataFrame([(1, "Books: 50% \"Deals\"/Misc"), (2, "Gift Card"), (3, "Caf\u00e9")],
+                          "i int, c string").write.partitionBy("c").parquet(str(root / "t"))
+    (root / "t" / ".hidden").write_text("x")
+    (root / "t" / "_meta.json").write_text("{}")
+    (root / "empty" / "deeper").mkdir(parents=True)
+    (root / "a b#c%20d").write_bytes(b"12345")
+    assert any(p.name.endswith(".crc") for p in (root / "t").rglob("*"))
+    for path in (str(root), "file://" + str(root), str(root / "t"), str(root / "a b#c%20d"),
+                 str(root / "nothing here"), str(root / "empty")):
+        got = fs.list_files(path)
+        assert got == fs._list_files_hadoop(path), path
+    listed = fs.list_files(str(root))
+    assert "a b#c%20d" in listed and "t/.hidden" in listed and "t/_SUCCESS" in listed
+    assert not any(name.endswith(".crc") for name in listed)
+    assert any("%25" in name for name in listed)   # Spark's escaped partition directory
+    for rel, size in listed.items():
+        assert fs.file_size(str(root / rel)) == size
+    assert fs.file_size(str(root / "empty")) is None and fs.file_size(str(root / "no")) is None
+    assert fs._local("s3a://bucket/key") is None
+
+
+def test_a_local_rename_moves_the_checksum_and_keeps_hadoops_cases(spark, tmp_path):
+    """A local file moved to a free name goes by the operating system, its checksum with it
+    (Spark still reads it, verified); a name that is taken, or a directory, stays Hadoop's."""
+    fs = HadoopFS(spark)
+    spark.range(5).coalesce(1).write.parquet(str(tmp_path / "src"))
+    part = next((tmp_path / "src").glob("part-*.parquet"))
+    assert (tmp_path / "src" / f".{part.name}.crc").exists()
+    dst = tmp_path / "new dir" / "x=1" / part.name
+    fs.rename("file://" + str(part), str(dst))
+    assert not part.exists() and not (tmp_path / "src" / f".{part.name}.crc").exists()
+    assert dst.exists() and (dst.parent / f".{part.name}.crc").exists()
+    assert sorted(r.id for r in spark.read.parquet(str(dst)).collect()) == list(range(5))
+    # the directory case: Hadoop's rename (the directory moves as a whole)
+    fs.rename(str(tmp_path / "src"), str(tmp_path / "moved"))
+    assert (tmp_path / "moved" / "_SUCCESS").exists() and not (tmp_path / "src").exists()
+    # a taken name: Hadoop's rename, which refuses to replace a file
+    (tmp_path / "taken").write_text("x")
+    with pytest.raises(OSError, match="rename failed"):
+        fs.rename(str(dst), str(tmp_path / "taken"))
+    assert dst.exists() and (tmp_path / "taken").read_text() == "x"

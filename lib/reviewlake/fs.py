@@ -9,6 +9,7 @@ from __future__ import annotations
 import json
 import os
 import re
+import stat
 from dataclasses import dataclass
 from typing import Any, Iterator
 
@@ -35,6 +36,39 @@ def check_writable_output(path: str) -> None:
         raise UserError(f"output {path} is not writable ({probe} is a file, not a directory)")
     if not os.access(probe, os.W_OK | os.X_OK):
         raise UserError(f"output {path} is not writable (no write permission on {probe})")
+
+
+def _is_checksum(name: str) -> bool:
+    """Hadoop's local file system keeps a ``.NAME.crc`` beside each file it writes and hides it
+    from listings (ChecksumFileSystem)."""
+    return name.startswith(".") and name.endswith(".crc")
+
+
+def _checksum_of(local: str) -> str:
+    head, name = os.path.split(local)
+    return os.path.join(head, f".{name}.crc")
+
+
+def _list_local(root: str) -> dict[str, int]:
+    """:meth:`HadoopFS.list_files` of a local path, by the operating system."""
+    try:
+        st = os.stat(root)
+    except FileNotFoundError:
+        return {}
+    if not stat.S_ISDIR(st.st_mode):
+        return {"": st.st_size}
+    out: dict[str, int] = {}
+    pending = [("", root)]
+    while pending:
+        rel, directory = pending.pop()
+        with os.scandir(directory) as entries:
+            for entry in entries:
+                name = f"{rel}{entry.name}"
+                if entry.is_dir():
+                    pending.append((name + "/", entry.path))
+                elif not _is_checksum(entry.name):
+                    out[name] = entry.stat().st_size
+    return out
 
 
 def qualify(path: str) -> str:
@@ -77,6 +111,7 @@ class HadoopFS:
         self._spark = spark
         self._jvm = spark.sparkContext._jvm
         self._conf = spark.sparkContext._jsc.hadoopConfiguration()
+        self._default_local: bool | None = None
 
     def _path(self, path: str):
         return self._jvm.org.apache.hadoop.fs.Path(path)
@@ -101,6 +136,17 @@ class HadoopFS:
         return bool(fs.exists(p) and fs.delete(p, recursive))
 
     def rename(self, src: str, dst: str) -> None:
+        local_src, local_dst = self._local(src), self._local(dst)
+        if local_src and local_dst and os.path.isfile(local_src) and \
+                not os.path.lexists(local_dst):
+            # a local file to a free name: what Hadoop's local rename does, without its
+            # forks for the permissions of the directories it creates; its checksum moves too
+            os.makedirs(os.path.dirname(local_dst), exist_ok=True)
+            os.rename(local_src, local_dst)
+            crc = _checksum_of(local_src)
+            if os.path.exists(crc):
+                os.replace(crc, _checksum_of(local_dst))
+            return
         fs = self._fs(src)
         dst_p = self._path(dst)
         parent = dst_p.getParent()
@@ -127,9 +173,41 @@ class HadoopFS:
         fs = self._fs(path)
         return fs.makeQualified(self._path(path)).toString().rstrip("/")
 
+    def _local(self, path: str) -> str | None:
+        """The operating system's path of ``path`` when it is on the local file system (the
+        ``file`` scheme, or no scheme with a local default file system), else None."""
+        if is_remote(path):
+            return None
+        rest = path[len("file:"):] if path.startswith("file:") else path
+        if rest.startswith("//"):
+            rest = rest[2:]   # file:///x; file://host/x is left to Hadoop
+        if rest.startswith("/") and (path.startswith("file:") or self._default_is_local()):
+            return os.path.normpath(rest)
+        fs = self._fs(path)   # a relative path: Hadoop's working directory decides
+        if fs.getScheme() != "file":
+            return None
+        return str(fs.makeQualified(self._path(path)).toUri().getPath())
+
+    def _default_is_local(self) -> bool:
+        if self._default_local is None:
+            default = self._jvm.org.apache.hadoop.fs.FileSystem.get(self._conf)
+            self._default_local = default.getScheme() == "file"
+        return self._default_local
+
     def list_files(self, path: str) -> dict[str, int]:
         """Every file under ``path`` (recursive, hidden names included), as relative path ->
-        size; a file is ``{"": size}``; nothing there is ``{}``."""
+        size; a file is ``{"": size}``; nothing there is ``{}``.
+
+        Local paths are listed by the operating system, with Hadoop's local listing's
+        result: Hadoop builds each local file's status with its owner and permissions, which
+        without Hadoop's native library means forking ``ls`` or ``stat`` once per file (most
+        of a commit's time on a laptop: benchmarks/NOTES.md)."""
+        local = self._local(path)
+        if local is not None:
+            return _list_local(local)
+        return self._list_files_hadoop(path)
+
+    def _list_files_hadoop(self, path: str) -> dict[str, int]:
         fs = self._fs(path)
         p = self._path(path)
         if not fs.exists(p):
@@ -150,6 +228,13 @@ class HadoopFS:
 
     def file_size(self, path: str) -> int | None:
         """The size of a file, None when there is none (or a directory is there)."""
+        local = self._local(path)
+        if local is not None:
+            try:
+                st = os.stat(local)
+            except FileNotFoundError:
+                return None
+            return None if stat.S_ISDIR(st.st_mode) else st.st_size
         fs = self._fs(path)
         p = self._path(path)
         try:
