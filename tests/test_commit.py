@@ -310,3 +310,20 @@ def test_a_local_rename_moves_the_checksum_and_keeps_hadoops_cases(spark, tmp_pa
     with pytest.raises(OSError, match="rename failed"):
         fs.rename(str(dst), str(tmp_path / "taken"))
     assert dst.exists() and (tmp_path / "taken").read_text() == "x"
+
+
+def test_a_local_rename_to_another_device_is_left_to_hadoop(spark, tmp_path, monkeypatch):
+    """os.rename cannot cross devices (EXDEV); Hadoop's rename copies there."""
+    import errno
+
+    fs = HadoopFS(spark)
+    (tmp_path / "a").write_text("payload")
+    real = os.rename
+
+    def cross_device(src, dst):
+        raise OSError(errno.EXDEV, "Invalid cross-device link")
+
+    monkeypatch.setattr(os, "rename", cross_device)
+    fs.rename(str(tmp_path / "a"), str(tmp_path / "b" / "a"))
+    monkeypatch.setattr(os, "rename", real)
+    assert (tmp_path / "b" / "a").read_text() == "payload" and not (tmp_path / "a").exists()

@@ -6,6 +6,7 @@ laptop and the cluster. Only small files are ever read into the driver.
 """
 from __future__ import annotations
 
+import errno
 import json
 import os
 import re
@@ -142,11 +143,17 @@ class HadoopFS:
             # a local file to a free name: what Hadoop's local rename does, without its
             # forks for the permissions of the directories it creates; its checksum moves too
             os.makedirs(os.path.dirname(local_dst), exist_ok=True)
-            os.rename(local_src, local_dst)
-            crc = _checksum_of(local_src)
-            if os.path.exists(crc):
-                os.replace(crc, _checksum_of(local_dst))
-            return
+            try:
+                os.rename(local_src, local_dst)
+            except OSError as exc:
+                if exc.errno != errno.EXDEV:
+                    raise
+                local_src = None   # another device: Hadoop copies and deletes
+            if local_src:
+                crc = _checksum_of(local_src)
+                if os.path.exists(crc):
+                    os.replace(crc, _checksum_of(local_dst))
+                return
         fs = self._fs(src)
         dst_p = self._path(dst)
         parent = dst_p.getParent()
